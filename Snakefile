@@ -1,0 +1,28 @@
+"""litesr: data → degradation → teacher → students → evaluation → cost → figures → report.
+
+Run `snakemake --cores 8 reports/all.pdf`; see README.md and config/schema.yaml.
+"""
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "config/schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/cost.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        "reports/all.pdf",

@@ -1,0 +1,161 @@
+"""The `litesr` command: one sub-command per workflow step, each a thin call into the package.
+
+User-facing errors (bad images, bad configs, failed downloads, diverged training) are printed
+as one line naming the file and the problem, with exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from litesr.data.download import DownloadError
+from litesr.train.loop import TrainingDiverged
+
+USER_ERRORS = (ValueError, OSError, KeyError, DownloadError, TrainingDiverged)
+
+
+def _json(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {text!r} ({err})") from err
+
+
+def cmd_download(a: argparse.Namespace) -> None:
+    from litesr.data.download import download_dataset
+
+    download_dataset(a.dataset, a.root)
+
+
+def cmd_prepare(a: argparse.Namespace) -> None:
+    from litesr.data.sources import hr_images, prepare_set
+
+    prepare_set(hr_images(a.source, a.where, a.scale, a.download_root), a.scale, a.out)
+
+
+def cmd_train(a: argparse.Namespace) -> None:
+    from litesr.train.run import train_model
+
+    train_model(a.arch, a.args, a.recipe, a.data, a.scale, a.out, a.log, device=a.device)
+
+
+def cmd_evaluate(a: argparse.Namespace) -> None:
+    from litesr.evaluate.run import evaluate_set
+
+    evaluate_set(a.model, a.data, a.scale, a.out, model_name=a.name, set_name=a.set,
+                 device=a.device, save_dir=a.save_dir)
+
+
+def cmd_summarize(a: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from litesr.evaluate.run import summarize
+    from litesr.tsv import write_tsv
+
+    write_tsv(summarize(pd.concat([pd.read_csv(p, sep="\t") for p in a.inputs])), a.out)
+
+
+def cmd_cost(a: argparse.Namespace) -> None:
+    from litesr.measure.cost import measure_models
+
+    measure_models(a.models, a.out, cpu_threads=a.threads, device=a.device)
+
+
+def cmd_figures(a: argparse.Namespace) -> None:
+    from litesr.report.figures import make_figure
+
+    make_figure(a.kind, a.out, **a.inputs)
+
+
+def cmd_report(a: argparse.Namespace) -> None:
+    from litesr.report.pdf import build_report
+
+    build_report(a.out, a.spec)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="litesr", description=__doc__.splitlines()[0])
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("download", help="fetch and unpack one dataset (MD5-checked, resumable)")
+    s.add_argument("--dataset", required=True)
+    s.add_argument("--root", type=Path, required=True)
+    s.set_defaults(func=cmd_download)
+
+    s = sub.add_parser("prepare", help="modcrop HR and make MATLAB-bicubic LR for one set")
+    s.add_argument("--source", required=True, choices=["embedded", "folder", "download"])
+    s.add_argument("--where", type=_json, required=True, help="JSON: image names or a folder")
+    s.add_argument("--scale", type=int, required=True)
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--download-root", type=Path, default=Path("resources"))
+    s.set_defaults(func=cmd_prepare)
+
+    s = sub.add_parser("train", help="train one registered architecture on a prepared set")
+    s.add_argument("--arch", required=True)
+    s.add_argument("--args", type=_json, default={}, help="JSON architecture arguments")
+    s.add_argument("--recipe", type=_json, required=True, help="JSON training recipe")
+    s.add_argument("--data", type=Path, required=True)
+    s.add_argument("--scale", type=int, required=True)
+    s.add_argument("--out", type=Path, required=True, help="weights (.safetensors)")
+    s.add_argument("--log", type=Path, required=True, help="per-step TSV log")
+    s.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("evaluate", help="PSNR/SSIM of a model (or 'bicubic') on a prepared set")
+    s.add_argument("--model", required=True, help="a .safetensors file or 'bicubic'")
+    s.add_argument("--name", required=True)
+    s.add_argument("--data", type=Path, required=True)
+    s.add_argument("--set", required=True)
+    s.add_argument("--scale", type=int, required=True)
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--save-dir", type=Path, default=None, help="also write the SR PNGs here")
+    s.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
+    s.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("summarize", help="per-set means of per-image TSVs")
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("inputs", nargs="+", type=Path)
+    s.set_defaults(func=cmd_summarize)
+
+    s = sub.add_parser("cost", help="params, MACs, latency and peak memory of models")
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--threads", type=int, default=1)
+    s.add_argument("--device", default="auto", choices=["cpu", "cuda", "auto"])
+    s.add_argument("models", nargs="+", type=Path)
+    s.set_defaults(func=cmd_cost)
+
+    s = sub.add_parser("figure", help="draw one report figure")
+    s.add_argument("kind")
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--inputs", type=_json, required=True, help="JSON keyword arguments")
+    s.set_defaults(func=cmd_figures)
+
+    s = sub.add_parser("report", help="assemble reports/all.pdf")
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--spec", type=_json, required=True, help="JSON: tables, figures, config")
+    s.set_defaults(func=cmd_report)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.quiet:
+        import os
+
+        os.environ["TQDM_DISABLE"] = "1"
+    try:
+        args.func(args)
+    except USER_ERRORS as err:
+        print(f"litesr {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

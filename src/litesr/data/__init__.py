@@ -1,0 +1,1 @@
+"""Data handling: MATLAB-exact bicubic resizing and the bicubic degradation."""

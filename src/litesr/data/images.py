@@ -1,0 +1,189 @@
+"""Read images as uint8 RGB arrays, write PNGs atomically, list the images of a folder.
+
+Rule applied by :func:`read_image` (anything else raises :class:`ImageError` naming the file):
+
+- EXIF orientation is applied first (as ``PIL.ImageOps.exif_transpose`` does).
+- RGB is kept; palette images (``P``, ``PA``) are expanded to RGB.
+- Grayscale (1-bit, ``L``, 16-bit ``I;16``, ``I`` with values in 0..65535) is replicated to
+  three channels.
+- 16-bit samples (grayscale, or 48/64-bit colour PNG) become 8-bit by ``round(v * 255 / 65535)``.
+  Pillow reduces 16-bit colour PNGs to their high byte, so those are decoded twice (high and low
+  bytes) to rebuild the exact 16-bit values. 16-bit colour in other formats (TIFF) is refused.
+- An alpha channel (``RGBA``, ``LA``, ``PA``, palette or ``tRNS`` colour-key transparency) is
+  dropped only when every pixel is fully opaque; any transparent pixel is refused, since the
+  super-resolution of transparent pixels is undefined.
+- CMYK, YCbCr, LAB, HSV, float (``F``) and any other mode are refused.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+_GRAY16 = ("I;16", "I;16B", "I;16L", "I;16N")
+# Pillow's 16-bit colour PNG raw modes, and the raw mode that yields the low bytes of the same
+# decoded (unfiltered) data. LA;16B (mode RGBA) becomes plain RGBA: gray hi, gray lo, alpha hi,
+# alpha lo, which has the same 4-byte pixel stride so PNG unfiltering is unchanged.
+_PNG16_LOW = {"RGB;16B": "RGB;16L", "RGBA;16B": "RGBA;16L", "LA;16B": "RGBA"}
+
+
+class ImageError(ValueError):
+    """An image file that is missing, unreadable, or outside the supported rule."""
+
+    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = Path(path)
+        self.reason = reason
+
+
+def read_image(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read ``path`` as a uint8 H x W x 3 RGB array following the module's stated rule."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageError(path, "file not found")
+    try:
+        with Image.open(path) as img:
+            rawmode = _rawmode(img)
+            if img.format == "PNG" and rawmode in _PNG16_LOW:
+                return _from_png16(path, rawmode)
+            if img.mode in ("RGB", "RGBA", "LA") and rawmode and ";16" in rawmode:
+                raise ImageError(path, f"16-bit colour {img.format} images are not supported")
+            img.load()
+            img = ImageOps.exif_transpose(img)
+    except ImageError:
+        raise
+    except Exception as exc:  # Pillow's decoders raise many unrelated types on corrupt input
+        raise ImageError(path, f"cannot decode image ({type(exc).__name__}: {exc})") from exc
+    return _to_rgb(path, img)
+
+
+def _rawmode(img: Image.Image) -> str | None:
+    """Raw (file) pixel layout of an opened, not yet loaded image, if Pillow states one."""
+    if not img.tile:
+        return None
+    args = img.tile[0][3]
+    if isinstance(args, tuple):
+        args = args[0] if args else None
+    return args if isinstance(args, str) else None
+
+
+def _to_rgb(path: Path, img: Image.Image) -> np.ndarray:
+    """Apply the stated rule to a decoded 8-bit or 16-bit-grayscale Pillow image."""
+    mode = img.mode
+    key = img.info.get("transparency")
+    if mode in ("P", "PA"):
+        has_alpha = mode == "PA" or key is not None
+        img = img.convert("RGBA" if has_alpha else "RGB")
+        mode, key = img.mode, None
+    if mode == "1":
+        img, mode = img.convert("L"), "L"
+    arr = np.asarray(img)
+    if mode in _GRAY16 or mode == "I":
+        if arr.min(initial=0) < 0 or arr.max(initial=0) > 65535:
+            raise ImageError(path, f"32-bit integer image ({mode}) has values outside 0..65535")
+        arr = arr.astype(np.uint16)
+        _check_key(path, arr, key)
+        return _gray_to_rgb(_u16_to_u8(arr))
+    if mode == "L":
+        _check_key(path, arr, key)
+        return _gray_to_rgb(arr)
+    if mode == "RGB":
+        _check_key(path, arr, key)
+        return np.ascontiguousarray(arr)
+    if mode == "LA":
+        _check_opaque(path, arr[..., 1], 255)
+        return _gray_to_rgb(arr[..., 0])
+    if mode == "RGBA":
+        _check_opaque(path, arr[..., 3], 255)
+        return np.ascontiguousarray(arr[..., :3])
+    raise ImageError(path, f"unsupported image mode {mode!r} (supported: RGB, RGBA, LA, L, 1, "
+                           "P, 16-bit grayscale)")
+
+
+def _from_png16(path: Path, rawmode: str) -> np.ndarray:
+    """Decode a 16-bit-per-sample colour PNG exactly: high bytes, then low bytes, combined."""
+    with Image.open(path) as hi_img, Image.open(path) as lo_img:
+        lo_img.tile = [(t[0], t[1], t[2], _PNG16_LOW[rawmode]) for t in lo_img.tile]
+        hi_img.load()
+        lo_img.load()
+        hi = np.asarray(ImageOps.exif_transpose(hi_img)).astype(np.uint16)
+        lo = np.asarray(ImageOps.exif_transpose(lo_img)).astype(np.uint16)
+        key = hi_img.info.get("transparency")
+    if rawmode == "LA;16B":
+        gray, alpha = lo[..., 0] << 8 | lo[..., 1], lo[..., 2] << 8 | lo[..., 3]
+        _check_opaque(path, alpha, 65535)
+        return _gray_to_rgb(_u16_to_u8(gray))
+    v = hi << 8 | lo
+    if rawmode == "RGBA;16B":
+        _check_opaque(path, v[..., 3], 65535)
+        v = v[..., :3]
+    _check_key(path, v, key)
+    return _u16_to_u8(v)
+
+
+def _u16_to_u8(v: np.ndarray) -> np.ndarray:
+    """``round(v * 255 / 65535)``; exact in integers since ``v / 257`` never ends in .5."""
+    return ((v.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+
+
+def _gray_to_rgb(gray: np.ndarray) -> np.ndarray:
+    return np.repeat(gray[..., None], 3, axis=2)
+
+
+def _check_opaque(path: Path, alpha: np.ndarray, opaque: int) -> None:
+    n = int(np.count_nonzero(alpha != opaque))
+    if n:
+        raise ImageError(path, f"{n} pixel(s) are not fully opaque; transparent images are "
+                               "not supported (flatten them onto a background first)")
+
+
+def _check_key(path: Path, arr: np.ndarray, key: object) -> None:
+    """Refuse an image whose ``tRNS`` colour key makes some pixel transparent."""
+    if key is None or isinstance(key, bytes):
+        return
+    hits = arr == np.asarray(key) if arr.ndim == 2 else np.all(arr == np.asarray(key), axis=-1)
+    n = int(np.count_nonzero(hits))
+    if n:
+        raise ImageError(path, f"{n} pixel(s) are transparent (colour key {key}); transparent "
+                               "images are not supported")
+
+
+def write_png(path: str | os.PathLike[str], img: np.ndarray) -> None:
+    """Write a uint8 H x W x 3 (or H x W) array as PNG atomically, creating parent folders."""
+    path = Path(path)
+    if not isinstance(img, np.ndarray) or img.dtype != np.uint8:
+        raise TypeError(f"{path}: write_png needs a uint8 array, got "
+                        f"{getattr(img, 'dtype', type(img).__name__)}")
+    if not (img.ndim == 2 or (img.ndim == 3 and img.shape[2] == 3)) or 0 in img.shape:
+        raise ValueError(f"{path}: write_png needs a non-empty H x W x 3 or H x W array, "
+                         f"got shape {img.shape}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            Image.fromarray(np.ascontiguousarray(img)).save(fh, format="PNG")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def list_images(folder: str | os.PathLike[str]) -> list[Path]:
+    """Sorted image files directly in ``folder`` (by extension, case-insensitive; dotfiles
+    such as macOS ``._x.png`` are skipped)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder not found: {folder}")
+    found = sorted(
+        p for p in folder.iterdir()
+        if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and p.is_file()
+    )
+    if not found:
+        raise ImageError(folder, f"no images ({', '.join(IMAGE_EXTENSIONS)}) in this folder")
+    return found

@@ -1,0 +1,1 @@
+"""Evaluation: PSNR and SSIM as reported in super-resolution tables."""

@@ -1,0 +1,1 @@
+"""Cost measurement of SR models: parameters, MACs, latency and peak memory."""

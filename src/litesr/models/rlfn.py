@@ -1,0 +1,93 @@
+"""RLFN-style network (Kong et al., CVPRW 2022), the family of DIPNet's deployed student.
+
+With ``feature_channels=44, mid_channels=38, esa_channels=16, n_blocks=4, scale=4`` and no
+biases in the main convolutions (the default, as in DIPNet) this is DIPNet's deployed network,
+243,252 parameters. RLFN itself uses ``bias=True``. The ESA branch (stride-2 conv, then a 7×7
+max-pool with stride 3) needs LR inputs of at least 15×15 pixels.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from litesr.models import register
+
+LEAKY_SLOPE = 0.05
+
+
+class ESA(nn.Module):
+    """RLFN's simplified enhanced spatial attention: ``x * sigmoid(mask(x))``."""
+
+    def __init__(self, esa_channels: int, n_feats: int) -> None:
+        super().__init__()
+        f = esa_channels
+        self.conv1 = nn.Conv2d(n_feats, f, 1)
+        self.conv_f = nn.Conv2d(f, f, 1)
+        self.conv2 = nn.Conv2d(f, f, 3, stride=2)
+        self.conv3 = nn.Conv2d(f, f, 3, padding=1)
+        self.conv4 = nn.Conv2d(f, n_feats, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        c1 = self.conv1(x)
+        low = F.max_pool2d(self.conv2(c1), kernel_size=7, stride=3)
+        low = F.interpolate(self.conv3(low), x.shape[-2:], mode="bilinear", align_corners=False)
+        return x * torch.sigmoid(self.conv4(low + self.conv_f(c1)))
+
+
+class RLFB(nn.Module):
+    """Residual local feature block: 3 × (conv3×3 + LeakyReLU), local skip, conv1×1, ESA."""
+
+    def __init__(self, channels: int, mid_channels: int, esa_channels: int, bias: bool) -> None:
+        super().__init__()
+        self.c1_r = nn.Conv2d(channels, mid_channels, 3, padding=1, bias=bias)
+        self.c2_r = nn.Conv2d(mid_channels, mid_channels, 3, padding=1, bias=bias)
+        self.c3_r = nn.Conv2d(mid_channels, channels, 3, padding=1, bias=bias)
+        self.c5 = nn.Conv2d(channels, channels, 1, bias=bias)
+        self.esa = ESA(esa_channels, channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = F.leaky_relu(self.c1_r(x), LEAKY_SLOPE)
+        out = F.leaky_relu(self.c2_r(out), LEAKY_SLOPE)
+        out = F.leaky_relu(self.c3_r(out), LEAKY_SLOPE)
+        return self.esa(self.c5(out + x))
+
+
+@register("rlfn")
+class RLFN(nn.Module):
+    """conv 3→F, ``n_blocks`` RLFBs, conv F→F plus the head features, conv + PixelShuffle."""
+
+    def __init__(
+        self,
+        scale: int,
+        feature_channels: int = 52,
+        mid_channels: int = 52,
+        esa_channels: int = 16,
+        n_blocks: int = 6,
+        bias: bool = False,
+    ) -> None:
+        super().__init__()
+        self.scale = scale
+        f = feature_channels
+        self.conv_1 = nn.Conv2d(3, f, 3, padding=1, bias=bias)
+        self.blocks = nn.ModuleList(
+            RLFB(f, mid_channels, esa_channels, bias) for _ in range(n_blocks)
+        )
+        self.conv_2 = nn.Conv2d(f, f, 3, padding=1, bias=bias)
+        self.upsampler = nn.Sequential(
+            nn.Conv2d(f, 3 * scale**2, 3, padding=1, bias=bias), nn.PixelShuffle(scale)
+        )
+
+    def forward(
+        self, x: Tensor, return_features: bool = False
+    ) -> Tensor | tuple[Tensor, list[Tensor]]:
+        """SR image; with ``return_features`` also the output of every block."""
+        head = self.conv_1(x)
+        feats = []
+        out = head
+        for block in self.blocks:
+            out = block(out)
+            feats.append(out)
+        sr = self.upsampler(self.conv_2(out) + head)
+        return (sr, feats) if return_features else sr

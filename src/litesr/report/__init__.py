@@ -1,0 +1,1 @@
+"""Figures, tables, provenance and the PDF report."""

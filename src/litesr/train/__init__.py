@@ -1,0 +1,1 @@
+"""The one training entry point shared by every method: patches, optimiser, loop, checkpoints."""

@@ -1,0 +1,89 @@
+"""Random training patches from HR/LR pairs held in memory as uint8."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from litesr.data.images import list_images, read_image
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One training image: HR and its bicubic LR, uint8 HxWx3."""
+
+    name: str
+    hr: np.ndarray
+    lr: np.ndarray
+
+
+def load_pairs(folder: Path, scale: int, lr_patch: int) -> list[Pair]:
+    """Load ``folder/HR`` and ``folder/LR`` (same file names) and check their geometry.
+
+    Images whose LR side is smaller than ``lr_patch`` are skipped with a warning; an error is
+    raised when none is left.
+    """
+    folder = Path(folder)
+    pairs: list[Pair] = []
+    for hr_path in list_images(folder / "HR"):
+        lr_path = folder / "LR" / hr_path.name
+        if not lr_path.is_file():
+            raise FileNotFoundError(f"{lr_path}: LR image missing for {hr_path}")
+        hr, lr = read_image(hr_path), read_image(lr_path)
+        if hr.shape[:2] != (lr.shape[0] * scale, lr.shape[1] * scale):
+            raise ValueError(
+                f"{hr_path}: HR size {hr.shape[:2]} is not ×{scale} of LR size {lr.shape[:2]}"
+            )
+        if min(lr.shape[:2]) < lr_patch:
+            log.warning("%s: LR %s smaller than patch %d, skipped", hr_path, lr.shape[:2], lr_patch)
+            continue
+        pairs.append(Pair(hr_path.stem, hr, lr))
+    if not pairs:
+        raise ValueError(f"{folder}: no training image is at least {lr_patch} px (LR) on each side")
+    return pairs
+
+
+class PatchSampler:
+    """Draws batches of aligned LR/HR patches with random flips and 90° rotations.
+
+    All randomness comes from the ``torch.Generator`` passed to :meth:`sample`, so a
+    checkpointed generator state reproduces the exact batch sequence.
+    """
+
+    def __init__(self, pairs: Sequence[Pair], scale: int, lr_patch: int, augment: bool = True):
+        self.pairs, self.scale, self.lr_patch, self.augment = list(pairs), scale, lr_patch, augment
+
+    def sample(self, batch_size: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(lr, hr)`` float tensors in [0, 1], shapes N×3×p×p and N×3×sp×sp."""
+        p, s = self.lr_patch, self.scale
+        lrs, hrs = [], []
+        for _ in range(batch_size):
+            pair = self.pairs[int(torch.randint(len(self.pairs), (1,), generator=gen))]
+            h, w = pair.lr.shape[:2]
+            y = int(torch.randint(h - p + 1, (1,), generator=gen))
+            x = int(torch.randint(w - p + 1, (1,), generator=gen))
+            lr = pair.lr[y : y + p, x : x + p]
+            hr = pair.hr[y * s : (y + p) * s, x * s : (x + p) * s]
+            if self.augment:
+                flip, rot = torch.randint(2, (1,), generator=gen), torch.randint(4, (1,), generator=gen)
+                lr, hr = _augment(lr, int(flip), int(rot)), _augment(hr, int(flip), int(rot))
+            lrs.append(lr)
+            hrs.append(hr)
+        return _to_tensor(np.stack(lrs)), _to_tensor(np.stack(hrs))
+
+
+def _augment(img: np.ndarray, flip: int, rot: int) -> np.ndarray:
+    if flip:
+        img = img[:, ::-1]
+    return np.rot90(img, rot)
+
+
+def _to_tensor(batch: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(batch.transpose(0, 3, 1, 2))).float().div_(255)

@@ -1,0 +1,62 @@
+"""Training recipe: every knob of the shared loop, validated from a config mapping."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """Hyper-parameters of one training run (one model, one scale)."""
+
+    steps: int
+    batch_size: int = 16
+    lr_patch: int = 48
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    scheduler: str = "none"
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.5
+    loss: str = "l1"
+    grad_clip: float | None = None
+    checkpoint_every: int = 100
+    amp: bool = False
+    augment: bool = True
+    seed: int = 0
+
+    OPTIMIZERS = ("adam", "sgd")
+    SCHEDULERS = ("none", "multistep", "cosine", "onecycle")
+    LOSSES = ("l1", "l2")
+
+    def __post_init__(self) -> None:
+        for name, allowed in (
+            ("optimizer", self.OPTIMIZERS),
+            ("scheduler", self.SCHEDULERS),
+            ("loss", self.LOSSES),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"training {name} {getattr(self, name)!r}: use one of {allowed}")
+        if self.steps < 1 or self.batch_size < 1 or self.lr_patch < 1:
+            raise ValueError("training steps, batch_size and lr_patch must be positive")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainSpec:
+        """Build from a config mapping; unknown keys are an error, not silently ignored."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown training option(s) {unknown}; known: {sorted(known)}")
+        fixed = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        return cls(**fixed)
+
+    def fingerprint(self, *extra: Any) -> str:
+        """Hash of the recipe and anything else a checkpoint must match to be resumed."""
+        blob = json.dumps([dataclasses.asdict(self), *extra], sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -1,0 +1,190 @@
+"""Model definitions, the registry and the safetensors model store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+from torch import nn
+
+from litesr.data.resize import imresize
+from litesr.models import available, build
+from litesr.models.store import load_model, read_meta, save_model
+from litesr.models.vdsr import _bicubic_matrix, rgb_to_ycbcr, upsample_bicubic, ycbcr_to_rgb
+
+SMALL = {
+    "edsr": {"n_resblocks": 2, "n_feats": 8},
+    "vdsr": {"width": 8, "depth": 5},
+    "rlfn": {"feature_channels": 8, "mid_channels": 6, "esa_channels": 4, "n_blocks": 2},
+}
+DIPNET = {"feature_channels": 44, "mid_channels": 38, "esa_channels": 16, "n_blocks": 4}
+
+
+def n_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_registry_lists_models() -> None:
+    assert {"edsr", "vdsr", "rlfn"} <= set(available())
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+@pytest.mark.parametrize("arch", ["edsr", "vdsr", "rlfn"])
+def test_output_shape(arch: str, scale: int) -> None:
+    torch.manual_seed(0)
+    model = build(arch, scale=scale, **SMALL[arch])
+    assert model.scale == scale
+    with torch.no_grad():
+        out = model(torch.rand(2, 3, 16, 17))
+    assert out.shape == (2, 3, 16 * scale, 17 * scale)
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("arch", ["edsr", "rlfn"])
+def test_return_features(arch: str) -> None:
+    model = build(arch, scale=2, **SMALL[arch])
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        sr, feats = model(x, return_features=True)
+        assert torch.equal(sr, model(x))
+    assert len(feats) == 2
+    assert all(f.shape == (1, 8, 16, 16) for f in feats)
+
+
+@pytest.mark.parametrize(
+    ("arch", "kwargs", "expected"),
+    [
+        ("rlfn", DIPNET, 243_252),  # DIPNet's deployed network
+        ("rlfn", {}, 542_340),  # RLFN widths, no biases
+        ("rlfn", {"bias": True}, 543_740),  # RLFN as published (0.543 M)
+        ("vdsr", {"width": 64, "depth": 20}, 664_704),
+        ("vdsr", {"width": 13, "depth": 20}, 27_612),
+        ("edsr", {"n_resblocks": 16, "n_feats": 64}, 1_517_571),
+    ],
+)
+def test_parameter_count(arch: str, kwargs: dict, expected: int) -> None:
+    assert n_params(build(arch, scale=4, **kwargs)) == expected
+
+
+def test_dipnet_shape() -> None:
+    with torch.no_grad():
+        assert build("rlfn", scale=4, **DIPNET)(torch.rand(1, 3, 16, 20)).shape == (1, 3, 64, 80)
+
+
+def test_vdsr_has_no_biases_and_he_init() -> None:
+    torch.manual_seed(0)
+    model = build("vdsr", scale=2)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 20
+    assert all(conv.bias is None for conv in convs)
+    std = convs[5].weight.std().item()
+    assert std == pytest.approx((2 / (9 * 64)) ** 0.5, rel=0.05)
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_vdsr_upsampling_matches_imresize(scale: int, rng: np.random.Generator) -> None:
+    img = rng.random((11, 14, 3))
+    x = torch.from_numpy(img.transpose(2, 0, 1)[None].copy())
+    got = upsample_bicubic(x, scale)[0].numpy().transpose(1, 2, 0)
+    np.testing.assert_allclose(got, imresize(img, scale), rtol=0, atol=1e-12)
+
+
+def test_bicubic_matrices_are_cached() -> None:
+    x = torch.rand(1, 3, 9, 10)
+    upsample_bicubic(x, 3)
+    hits = _bicubic_matrix.cache_info().hits
+    upsample_bicubic(x, 3)
+    assert _bicubic_matrix.cache_info().hits == hits + 2
+
+
+def test_ycbcr_conversion() -> None:
+    white = rgb_to_ycbcr(torch.ones(1, 3, 1, 1, dtype=torch.float64)).flatten()
+    np.testing.assert_allclose(white.numpy(), [235 / 255, 128 / 255, 128 / 255], atol=1e-12)
+    x = torch.rand(2, 3, 5, 6, dtype=torch.float64)
+    torch.testing.assert_close(ycbcr_to_rgb(rgb_to_ycbcr(x)), x, rtol=0, atol=1e-12)
+
+
+def test_vdsr_with_zero_weights_is_bicubic() -> None:
+    model = build("vdsr", scale=3, width=8, depth=4).double()
+    for p in model.parameters():
+        nn.init.zeros_(p)
+    x = torch.rand(1, 3, 7, 9, dtype=torch.float64)
+    torch.testing.assert_close(model(x), upsample_bicubic(x, 3), rtol=0, atol=1e-12)
+
+
+def test_vdsr_predict_y_is_the_y_of_forward() -> None:
+    model = build("vdsr", scale=2, **SMALL["vdsr"]).double()
+    x = torch.rand(1, 3, 8, 8, dtype=torch.float64)
+    with torch.no_grad():
+        y = model.predict_y(x)
+        assert y.shape == (1, 1, 16, 16)
+        torch.testing.assert_close(rgb_to_ycbcr(model(x))[:, :1], y, rtol=0, atol=1e-12)
+
+
+def test_build_errors() -> None:
+    with pytest.raises(ValueError, match=r"unknown model arch 'nope'.*edsr.*rlfn.*vdsr"):
+        build("nope", scale=2)
+    with pytest.raises(ValueError, match=r"bad arguments for model arch 'vdsr'.*n_feats"):
+        build("vdsr", scale=2, n_feats=3)
+    with pytest.raises(ValueError, match="scale"):
+        build("edsr", scale=5)
+
+
+@pytest.mark.parametrize("arch", ["edsr", "vdsr", "rlfn"])
+def test_store_round_trip(arch: str, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    args = {"scale": 2, **SMALL[arch]}
+    model = build(arch, **args).eval()
+    path = tmp_path / "sub" / f"{arch}.safetensors"
+    meta = {"psnr": 31.5, "stage": "student", "history": [1, 2]}
+    save_model(model, path, arch=arch, args=args, meta=meta)
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp file left
+
+    loaded, got = load_model(path)
+    assert got == read_meta(path)
+    assert got["arch"] == arch and got["args"] == args and got["litesr_version"]
+    assert {k: got[k] for k in meta} == meta
+    ref, new = model.state_dict(), loaded.state_dict()
+    assert ref.keys() == new.keys() and all(torch.equal(ref[k], new[k]) for k in ref)
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(model(x), loaded(x))
+
+
+def test_store_failed_save_keeps_old_file(tmp_path: Path) -> None:
+    model = build("vdsr", scale=2, **SMALL["vdsr"])
+    path = tmp_path / "m.safetensors"
+    save_model(model, path, arch="vdsr", args={"scale": 2, **SMALL["vdsr"]})
+    before = path.read_bytes()
+    with pytest.raises(TypeError):
+        save_model(model, path, arch="vdsr", args={"scale": 2}, meta={"bad": object()})
+    with pytest.raises(ValueError, match="reserved"):
+        save_model(model, path, arch="vdsr", args={"scale": 2}, meta={"arch": "x"})
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]
+
+
+def test_store_errors(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.safetensors"
+    with pytest.raises(FileNotFoundError, match="missing.safetensors"):
+        load_model(missing)
+
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(b"this is not a safetensors file at all")
+    with pytest.raises(ValueError, match="corrupt.safetensors"):
+        load_model(corrupt)
+
+    bare = tmp_path / "bare.safetensors"
+    save_file({"w": torch.zeros(2)}, str(bare), metadata={"arch": "vdsr"})
+    with pytest.raises(ValueError, match=r"bare.safetensors.*\['args'\]"):
+        read_meta(bare)
+
+    wrong = tmp_path / "wrong.safetensors"
+    args = json.dumps({"scale": 2})
+    save_file({"w": torch.zeros(2)}, str(wrong), metadata={"arch": "vdsr", "args": args})
+    with pytest.raises(ValueError, match="wrong.safetensors"):
+        load_model(wrong)

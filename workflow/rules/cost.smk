@@ -1,0 +1,22 @@
+"""Cost: parameters, MACs, CPU/GPU latency and peak memory of every model, in one table.
+
+It runs alone on the machine (all cores claimed) so that latency is not disturbed.
+"""
+
+
+rule cost:
+    input:
+        all_model_files(),
+    output:
+        "results/tables/cost.tsv",
+    params:
+        threads=config.get("cost", {}).get("threads", 1),
+        device=config.get("cost", {}).get("device", "auto"),
+    threads: workflow.cores
+    log:
+        "logs/cost.log",
+    benchmark:
+        "benchmarks/out/cost.tsv"
+    shell:
+        "{CLI} cost --threads {params.threads} --device {params.device} --out {output}"
+        " {input} 2> {log}"

@@ -1,0 +1,119 @@
+"""Report: figures (registered with report()), the audit notebook, then reports/all.pdf."""
+
+CROP = config.get("report", {}).get("crop")
+FIGURE_CATEGORY = "Figures"
+
+
+rule figure_psnr_vs_cost:
+    input:
+        summary="results/tables/psnr_ssim.tsv",
+        cost="results/tables/cost.tsv",
+    output:
+        report("results/figures/psnr_vs_cost.png", category=FIGURE_CATEGORY),
+    params:
+        inputs=lambda w, input: as_json({"summary": input.summary, "cost": input.cost}),
+    log:
+        "logs/figures/psnr_vs_cost.log",
+    benchmark:
+        "benchmarks/out/figures/psnr_vs_cost.tsv"
+    shell:
+        "{CLI} figure psnr_vs_cost --inputs {params.inputs} --out {output} 2> {log}"
+
+
+rule figure_training_curves:
+    input:
+        train_logs(),
+    output:
+        report("results/figures/training_curves.png", category=FIGURE_CATEGORY),
+    params:
+        inputs=lambda w, input: as_json(
+            {
+                "logs": list(input),
+                "labels": [f"{m} ×{s}" for m in MODELS for s in SCALES],
+            }
+        ),
+    log:
+        "logs/figures/training_curves.log",
+    benchmark:
+        "benchmarks/out/figures/training_curves.tsv"
+    shell:
+        "{CLI} figure training_curves --inputs {params.inputs} --out {output} 2> {log}"
+
+
+rule figure_crops:
+    input:
+        models=lambda w: [model_file(m, w.scale) for m in MODELS],
+        data=lambda w: set_dir(CROP["set"], w.scale),
+    output:
+        report("results/figures/crops_x{scale}.png", category=FIGURE_CATEGORY),
+    params:
+        inputs=lambda w, input: as_json(
+            {
+                "models": {"bicubic": "bicubic", **dict(zip(MODELS, input.models))},
+                "data": input.data,
+                "image": CROP["image"],
+                "box": CROP["box"],
+                "scale": int(w.scale),
+            }
+        ),
+    log:
+        "logs/figures/crops_x{scale}.log",
+    benchmark:
+        "benchmarks/out/figures/crops_x{scale}.tsv"
+    shell:
+        "{CLI} figure crops --inputs {params.inputs} --out {output} 2> {log}"
+
+
+rule audit:
+    input:
+        notebook="notebooks/audit.ipynb",
+        per_image=eval_tables(),
+        summary="results/tables/psnr_ssim.tsv",
+    output:
+        "reports/audit.ipynb",
+    params:
+        per_image=lambda w, input: as_json(list(input.per_image)),
+        tmp="reports/.audit.tmp.ipynb",
+    log:
+        "logs/audit.log",
+    benchmark:
+        "benchmarks/out/audit.tsv"
+    shell:
+        "papermill --log-output --kernel python3 {input.notebook} {params.tmp}"
+        " -p per_image_json {params.per_image} -p summary_tsv {input.summary} 2> {log}"
+        " && mv {params.tmp} {output}"
+
+
+def report_figures(wildcards=None):
+    figures = [
+        ("PSNR against cost", "results/figures/psnr_vs_cost.png"),
+        ("Training curves", "results/figures/training_curves.png"),
+    ]
+    if CROP:
+        figures += [(f"Visual comparison ×{s}", f"results/figures/crops_x{s}.png") for s in SCALES]
+    return figures
+
+
+rule report:
+    input:
+        summary="results/tables/psnr_ssim.tsv",
+        cost="results/tables/cost.tsv",
+        figures=[png for _, png in report_figures()],
+        audit="reports/audit.ipynb",
+    output:
+        "reports/all.pdf",
+    params:
+        spec=lambda w, input: as_json(
+            {
+                "config": config,
+                "summary": input.summary,
+                "cost": input.cost,
+                "figures": report_figures(),
+            }
+        ),
+    log:
+        "logs/report.log",
+    benchmark:
+        "benchmarks/out/report.tsv"
+    shell:
+        "{CLI} report --spec {params.spec} --out {output} 2> {log}"
