@@ -47,8 +47,13 @@ def _png16(path: Path, v: np.ndarray, color_type: int, extra: bytes = b"") -> No
         out.append(bytes([ftype]) + ((row - pred) % 256).astype(np.uint8).tobytes())
         prev = row
     ihdr = struct.pack(">IIBBBBB", w, h, 16, color_type, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + extra
-                     + _chunk(b"IDAT", zlib.compress(b"".join(out))) + _chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", ihdr)
+        + extra
+        + _chunk(b"IDAT", zlib.compress(b"".join(out)))
+        + _chunk(b"IEND", b"")
+    )
 
 
 def _u16(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
@@ -129,8 +134,9 @@ def test_rgba64_and_la32_png(tmp_path: Path, rng: np.random.Generator) -> None:
     la = _u16(rng, (4, 3, 2))
     la[..., 1] = 65535
     _png16(tmp_path / "la32.png", la, color_type=4)
-    np.testing.assert_array_equal(read_image(tmp_path / "la32.png"),
-                                  np.stack([_round16(la[..., 0])] * 3, 2))
+    np.testing.assert_array_equal(
+        read_image(tmp_path / "la32.png"), np.stack([_round16(la[..., 0])] * 3, 2)
+    )
 
 
 def test_rgb48_png_colour_key(tmp_path: Path) -> None:
@@ -198,13 +204,28 @@ def test_rgb48_tiff_refused(tmp_path: Path) -> None:
     data = np.arange(h * w * 3, dtype="<u2").tobytes()
     bps_at = 8 + 2 + 12 * 9 + 4  # header, entry count, 9 entries, next-IFD offset
     short, long_ = (lambda v: (3, struct.pack("<HH", v, 0))), (lambda v: (4, struct.pack("<I", v)))
-    entries = [(256, 1, short(w)), (257, 1, short(h)), (258, 3, long_(bps_at)),
-               (259, 1, short(1)), (262, 1, short(2)), (273, 1, long_(bps_at + 6)),
-               (277, 1, short(3)), (278, 1, short(h)), (279, 1, long_(len(data)))]
-    ifd = b"".join(struct.pack("<HHI", tag, kind if tag != 258 else 3, n) + value
-                   for tag, n, (kind, value) in entries)
-    (tmp_path / "c48.tif").write_bytes(b"II*\x00" + struct.pack("<IH", 8, len(entries)) + ifd
-                                       + struct.pack("<I3H", 0, 16, 16, 16) + data)
+    entries = [
+        (256, 1, short(w)),
+        (257, 1, short(h)),
+        (258, 3, long_(bps_at)),
+        (259, 1, short(1)),
+        (262, 1, short(2)),
+        (273, 1, long_(bps_at + 6)),
+        (277, 1, short(3)),
+        (278, 1, short(h)),
+        (279, 1, long_(len(data))),
+    ]
+    ifd = b"".join(
+        struct.pack("<HHI", tag, kind if tag != 258 else 3, n) + value
+        for tag, n, (kind, value) in entries
+    )
+    (tmp_path / "c48.tif").write_bytes(
+        b"II*\x00"
+        + struct.pack("<IH", 8, len(entries))
+        + ifd
+        + struct.pack("<I3H", 0, 16, 16, 16)
+        + data
+    )
     assert Image.open(tmp_path / "c48.tif").mode == "RGB"
     with pytest.raises(ImageError, match=r"c48\.tif.*16-bit colour TIFF"):
         read_image(tmp_path / "c48.tif")
@@ -227,8 +248,9 @@ def test_missing_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("shape", [(4, 6, 3), (4, 6)])
-def test_write_png_round_trip(tmp_path: Path, rng: np.random.Generator,
-                              shape: tuple[int, ...]) -> None:
+def test_write_png_round_trip(
+    tmp_path: Path, rng: np.random.Generator, shape: tuple[int, ...]
+) -> None:
     img = rng.integers(0, 256, shape, dtype=np.uint8)
     path = tmp_path / "sub" / "dir" / "x.png"
     write_png(path, img)
@@ -252,7 +274,13 @@ def test_list_images(tmp_path: Path) -> None:
         (tmp_path / name).write_bytes(b"")
     (tmp_path / "sub.png").mkdir()
     assert [p.name for p in list_images(tmp_path)] == [
-        "a.jpg", "b.PNG", "c.tiff", "d.Jpeg", "e.bmp", "f.tif"]
+        "a.jpg",
+        "b.PNG",
+        "c.tiff",
+        "d.Jpeg",
+        "e.bmp",
+        "f.tif",
+    ]
 
 
 def test_list_images_errors(tmp_path: Path) -> None:

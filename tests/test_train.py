@@ -19,8 +19,15 @@ from litesr.train.run import train_model
 from litesr.train.spec import TrainSpec
 
 ARCH, ARGS = "edsr", {"n_resblocks": 1, "n_feats": 8}
-RECIPE = {"steps": 12, "batch_size": 2, "lr_patch": 8, "lr": 1e-3, "scheduler": "cosine",
-          "checkpoint_every": 5, "seed": 3}
+RECIPE = {
+    "steps": 12,
+    "batch_size": 2,
+    "lr_patch": 8,
+    "lr": 1e-3,
+    "scheduler": "cosine",
+    "checkpoint_every": 5,
+    "seed": 3,
+}
 
 
 @pytest.fixture(scope="module")
@@ -43,17 +50,28 @@ def weights(path: Path) -> dict[str, torch.Tensor]:
 
 
 def run(train_dir: Path, out: Path, **kw) -> Path:
-    return train_model(ARCH, ARGS, RECIPE, train_dir, 2, out, out.with_suffix(".tsv"),
-                       progress=False, **kw)
+    return train_model(
+        ARCH, ARGS, RECIPE, train_dir, 2, out, out.with_suffix(".tsv"), progress=False, **kw
+    )
 
 
 def test_same_config_gives_bit_identical_weights(train_dir, tmp_path):
-    a, b = weights(run(train_dir, tmp_path / "a.safetensors")), weights(
-        run(train_dir, tmp_path / "b.safetensors"))
+    a, b = (
+        weights(run(train_dir, tmp_path / "a.safetensors")),
+        weights(run(train_dir, tmp_path / "b.safetensors")),
+    )
     assert all(torch.equal(a[k], b[k]) for k in a)
     other = dict(RECIPE, seed=4)
-    c = train_model(ARCH, ARGS, other, train_dir, 2, tmp_path / "c.safetensors",
-                    tmp_path / "c.tsv", progress=False)
+    c = train_model(
+        ARCH,
+        ARGS,
+        other,
+        train_dir,
+        2,
+        tmp_path / "c.safetensors",
+        tmp_path / "c.tsv",
+        progress=False,
+    )
     assert not all(torch.equal(a[k], weights(c)[k]) for k in a)
 
 
@@ -158,8 +176,14 @@ def test_fit_runs_a_custom_objective_with_extras(train_dir, tmp_path):
         loss = (model(lr) - hr).abs().mean()
         return loss, {"half": float(loss) / 2}
 
-    fit(model, PatchSampler(load_pairs(train_dir, 2, 8), 2, 8), spec,
-        checkpoint=tmp_path / "c.ckpt", log_tsv=tmp_path / "log.tsv", objective=objective,
-        progress=False)
+    fit(
+        model,
+        PatchSampler(load_pairs(train_dir, 2, 8), 2, 8),
+        spec,
+        checkpoint=tmp_path / "c.ckpt",
+        log_tsv=tmp_path / "log.tsv",
+        objective=objective,
+        progress=False,
+    )
     log = pd.read_csv(tmp_path / "log.tsv", sep="\t")
     assert np.allclose(log.half, log.loss / 2)

@@ -46,8 +46,16 @@ def cmd_train(a: argparse.Namespace) -> None:
 def cmd_evaluate(a: argparse.Namespace) -> None:
     from litesr.evaluate.run import evaluate_set
 
-    evaluate_set(a.model, a.data, a.scale, a.out, model_name=a.name, set_name=a.set,
-                 device=a.device, save_dir=a.save_dir)
+    evaluate_set(
+        a.model,
+        a.data,
+        a.scale,
+        a.out,
+        model_name=a.name,
+        set_name=a.set,
+        device=a.device,
+        save_dir=a.save_dir,
+    )
 
 
 def cmd_summarize(a: argparse.Namespace) -> None:
@@ -62,7 +70,7 @@ def cmd_summarize(a: argparse.Namespace) -> None:
 def cmd_cost(a: argparse.Namespace) -> None:
     from litesr.measure.cost import measure_models
 
-    measure_models(a.models, a.out, cpu_threads=a.threads, device=a.device)
+    measure_models(a.models, a.out, names=a.names, cpu_threads=a.threads, device=a.device)
 
 
 def cmd_figures(a: argparse.Namespace) -> None:
@@ -126,6 +134,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out", type=Path, required=True)
     s.add_argument("--threads", type=int, default=1)
     s.add_argument("--device", default="auto", choices=["cpu", "cuda", "auto"])
+    s.add_argument("--names", nargs="+", help="model names, in the order of the files")
     s.add_argument("models", nargs="+", type=Path)
     s.set_defaults(func=cmd_cost)
 
@@ -144,7 +153,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     if args.quiet:
         import os
 

@@ -1,6 +1,7 @@
 """Names, paths and small helpers shared by the rules."""
 
 import json
+import os
 
 
 DATA = config["data"]
@@ -12,7 +13,7 @@ MODELS = list(config["models"])
 EVALUATED = ["bicubic", *MODELS]
 DOWNLOAD_ROOT = DATA.get("download_root", "resources")
 RES = config.get("resources", {})
-CLI = "litesr --quiet"
+CROP = config.get("report", {}).get("crop")
 
 
 wildcard_constraints:
@@ -52,3 +53,26 @@ def all_model_files():
 
 def train_logs():
     return expand("results/models/{model}/x{scale}/train_log.tsv", model=MODELS, scale=SCALES)
+
+
+def download_input(wildcards):
+    """The downloaded dataset a set reads from, when the source is `download`."""
+    if DATA["source"] != "download":
+        return []
+    return f"{DOWNLOAD_ROOT}/{SETS[wildcards.set]}"
+
+
+def evaluated_model(wildcards):
+    """The weights file of a model; bicubic has none."""
+    return [] if wildcards.model == "bicubic" else model_file(wildcards.model, wildcards.scale)
+
+
+def report_figures(wildcards=None):
+    figures = [
+        ("PSNR against cost", "results/figures/psnr_vs_cost.png"),
+        ("Training curves", "results/figures/training_curves.png"),
+    ]
+    if CROP:
+        figures += [(f"Visual comparison ×{s}", f"results/figures/crops_x{s}.png") for s in SCALES]
+    return figures
+

@@ -5,6 +5,8 @@ It runs alone on the machine (all cores claimed) so that latency is not disturbe
 
 
 rule cost:
+    conda:
+        "../../envs/litesr.yaml"
     input:
         all_model_files(),
     output:
@@ -12,11 +14,12 @@ rule cost:
     params:
         threads=config.get("cost", {}).get("threads", 1),
         device=config.get("cost", {}).get("device", "auto"),
+        names=[f"{m}" for m in MODELS for s in SCALES],
     threads: workflow.cores
     log:
         "logs/cost.log",
     benchmark:
         "benchmarks/out/cost.tsv"
     shell:
-        "{CLI} cost --threads {params.threads} --device {params.device} --out {output}"
-        " {input} 2> {log}"
+        "litesr --quiet cost --threads {params.threads} --device {params.device} --out {output}"
+        " --names {params.names} -- {input} 2> {log}"

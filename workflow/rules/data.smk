@@ -2,26 +2,25 @@
 
 
 rule download:
+    conda:
+        "../../envs/litesr.yaml"
     output:
         directory(f"{DOWNLOAD_ROOT}/{{dataset}}"),
     log:
         "logs/download/{dataset}.log",
     benchmark:
         "benchmarks/out/download/{dataset}.tsv"
+    params:
+        root=lambda w, output: os.path.dirname(output[0]),
     resources:
         downloads=1,
     shell:
-        "{CLI} download --dataset {wildcards.dataset} --root {DOWNLOAD_ROOT} 2> {log}"
-
-
-def download_input(wildcards):
-    """The downloaded dataset a set reads from, when the source is `download`."""
-    if DATA["source"] != "download":
-        return []
-    return f"{DOWNLOAD_ROOT}/{SETS[wildcards.set]}"
+        "litesr --quiet download --dataset {wildcards.dataset} --root {params.root} 2> {log}"
 
 
 rule prepare:
+    conda:
+        "../../envs/litesr.yaml"
     input:
         download_input,
     output:
@@ -29,10 +28,11 @@ rule prepare:
     params:
         where=lambda w: as_json(SETS[w.set]),
         source=DATA["source"],
+        root=DOWNLOAD_ROOT,
     log:
         "logs/prepare/{set}_x{scale}.log",
     benchmark:
         "benchmarks/out/prepare/{set}_x{scale}.tsv"
     shell:
-        "{CLI} prepare --source {params.source} --where {params.where} --scale {wildcards.scale}"
-        " --download-root {DOWNLOAD_ROOT} --out {output} 2> {log}"
+        "litesr --quiet prepare --source {params.source} --where {params.where} --scale {wildcards.scale}"
+        " --download-root {params.root} --out {output} 2> {log}"

@@ -1,12 +1,9 @@
 """Evaluation: PSNR/SSIM (Y, border = scale) of every model and bicubic on every test set."""
 
 
-def evaluated_model(wildcards):
-    """The weights file of a model; bicubic has none."""
-    return [] if wildcards.model == "bicubic" else model_file(wildcards.model, wildcards.scale)
-
-
 rule evaluate:
+    conda:
+        "../../envs/litesr.yaml"
     input:
         model=evaluated_model,
         data=lambda w: set_dir(w.set, w.scale),
@@ -21,12 +18,14 @@ rule evaluate:
     benchmark:
         "benchmarks/out/evaluate/{model}_x{scale}_{set}.tsv"
     shell:
-        "OMP_NUM_THREADS={threads} {CLI} evaluate --model {params.ref} --name {wildcards.model}"
+        "OMP_NUM_THREADS={threads} litesr --quiet evaluate --model {params.ref} --name {wildcards.model}"
         " --set {wildcards.set} --data {input.data} --scale {wildcards.scale}"
         " --device {params.device} --out {output} 2> {log}"
 
 
 rule summarize:
+    conda:
+        "../../envs/litesr.yaml"
     input:
         eval_tables(),
     output:
@@ -36,4 +35,4 @@ rule summarize:
     benchmark:
         "benchmarks/out/summarize.tsv"
     shell:
-        "{CLI} summarize --out {output} {input} 2> {log}"
+        "litesr --quiet summarize --out {output} {input} 2> {log}"

@@ -1,10 +1,11 @@
 """Report: figures (registered with report()), the audit notebook, then reports/all.pdf."""
 
-CROP = config.get("report", {}).get("crop")
 FIGURE_CATEGORY = "Figures"
 
 
 rule figure_psnr_vs_cost:
+    conda:
+        "../../envs/litesr.yaml"
     input:
         summary="results/tables/psnr_ssim.tsv",
         cost="results/tables/cost.tsv",
@@ -17,10 +18,12 @@ rule figure_psnr_vs_cost:
     benchmark:
         "benchmarks/out/figures/psnr_vs_cost.tsv"
     shell:
-        "{CLI} figure psnr_vs_cost --inputs {params.inputs} --out {output} 2> {log}"
+        "litesr --quiet figure psnr_vs_cost --inputs {params.inputs} --out {output} 2> {log}"
 
 
 rule figure_training_curves:
+    conda:
+        "../../envs/litesr.yaml"
     input:
         train_logs(),
     output:
@@ -37,10 +40,12 @@ rule figure_training_curves:
     benchmark:
         "benchmarks/out/figures/training_curves.tsv"
     shell:
-        "{CLI} figure training_curves --inputs {params.inputs} --out {output} 2> {log}"
+        "litesr --quiet figure training_curves --inputs {params.inputs} --out {output} 2> {log}"
 
 
 rule figure_crops:
+    conda:
+        "../../envs/litesr.yaml"
     input:
         models=lambda w: [model_file(m, w.scale) for m in MODELS],
         data=lambda w: set_dir(CROP["set"], w.scale),
@@ -61,10 +66,12 @@ rule figure_crops:
     benchmark:
         "benchmarks/out/figures/crops_x{scale}.tsv"
     shell:
-        "{CLI} figure crops --inputs {params.inputs} --out {output} 2> {log}"
+        "litesr --quiet figure crops --inputs {params.inputs} --out {output} 2> {log}"
 
 
 rule audit:
+    conda:
+        "../../envs/litesr.yaml"
     input:
         notebook="notebooks/audit.ipynb",
         per_image=eval_tables(),
@@ -84,17 +91,9 @@ rule audit:
         " && mv {params.tmp} {output}"
 
 
-def report_figures(wildcards=None):
-    figures = [
-        ("PSNR against cost", "results/figures/psnr_vs_cost.png"),
-        ("Training curves", "results/figures/training_curves.png"),
-    ]
-    if CROP:
-        figures += [(f"Visual comparison ×{s}", f"results/figures/crops_x{s}.png") for s in SCALES]
-    return figures
-
-
 rule report:
+    conda:
+        "../../envs/litesr.yaml"
     input:
         summary="results/tables/psnr_ssim.tsv",
         cost="results/tables/cost.tsv",
@@ -116,4 +115,4 @@ rule report:
     benchmark:
         "benchmarks/out/report.tsv"
     shell:
-        "{CLI} report --spec {params.spec} --out {output} 2> {log}"
+        "litesr --quiet report --spec {params.spec} --out {output} 2> {log}"

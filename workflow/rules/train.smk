@@ -2,6 +2,8 @@
 
 
 rule train:
+    conda:
+        "../../envs/litesr.yaml"
     input:
         data=lambda w: set_dir(TRAIN_SET, w.scale),
     output:
@@ -22,6 +24,6 @@ rule train:
     benchmark:
         "benchmarks/out/train/{model}_x{scale}.tsv"
     shell:
-        "OMP_NUM_THREADS={threads} {CLI} train --arch {params.arch} --args {params.args}"
+        "OMP_NUM_THREADS={threads} litesr --quiet train --arch {params.arch} --args {params.args}"
         " --recipe {params.recipe} --data {input.data} --scale {wildcards.scale}"
         " --device {params.device} --out {output.model} --log {output.log} 2> {log}"

@@ -102,8 +102,10 @@ def _to_rgb(path: Path, img: Image.Image) -> np.ndarray:
     if mode == "RGBA":
         _check_opaque(path, arr[..., 3], 255)
         return np.ascontiguousarray(arr[..., :3])
-    raise ImageError(path, f"unsupported image mode {mode!r} (supported: RGB, RGBA, LA, L, 1, "
-                           "P, 16-bit grayscale)")
+    raise ImageError(
+        path,
+        f"unsupported image mode {mode!r} (supported: RGB, RGBA, LA, L, 1, P, 16-bit grayscale)",
+    )
 
 
 def _from_png16(path: Path, rawmode: str) -> np.ndarray:
@@ -139,8 +141,11 @@ def _gray_to_rgb(gray: np.ndarray) -> np.ndarray:
 def _check_opaque(path: Path, alpha: np.ndarray, opaque: int) -> None:
     n = int(np.count_nonzero(alpha != opaque))
     if n:
-        raise ImageError(path, f"{n} pixel(s) are not fully opaque; transparent images are "
-                               "not supported (flatten them onto a background first)")
+        raise ImageError(
+            path,
+            f"{n} pixel(s) are not fully opaque; transparent images are "
+            "not supported (flatten them onto a background first)",
+        )
 
 
 def _check_key(path: Path, arr: np.ndarray, key: object) -> None:
@@ -150,19 +155,25 @@ def _check_key(path: Path, arr: np.ndarray, key: object) -> None:
     hits = arr == np.asarray(key) if arr.ndim == 2 else np.all(arr == np.asarray(key), axis=-1)
     n = int(np.count_nonzero(hits))
     if n:
-        raise ImageError(path, f"{n} pixel(s) are transparent (colour key {key}); transparent "
-                               "images are not supported")
+        raise ImageError(
+            path,
+            f"{n} pixel(s) are transparent (colour key {key}); transparent "
+            "images are not supported",
+        )
 
 
 def write_png(path: str | os.PathLike[str], img: np.ndarray) -> None:
     """Write a uint8 H x W x 3 (or H x W) array as PNG atomically, creating parent folders."""
     path = Path(path)
     if not isinstance(img, np.ndarray) or img.dtype != np.uint8:
-        raise TypeError(f"{path}: write_png needs a uint8 array, got "
-                        f"{getattr(img, 'dtype', type(img).__name__)}")
+        raise TypeError(
+            f"{path}: write_png needs a uint8 array, got "
+            f"{getattr(img, 'dtype', type(img).__name__)}"
+        )
     if not (img.ndim == 2 or (img.ndim == 3 and img.shape[2] == 3)) or 0 in img.shape:
-        raise ValueError(f"{path}: write_png needs a non-empty H x W x 3 or H x W array, "
-                         f"got shape {img.shape}")
+        raise ValueError(
+            f"{path}: write_png needs a non-empty H x W x 3 or H x W array, got shape {img.shape}"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -181,7 +192,8 @@ def list_images(folder: str | os.PathLike[str]) -> list[Path]:
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder not found: {folder}")
     found = sorted(
-        p for p in folder.iterdir()
+        p
+        for p in folder.iterdir()
         if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and p.is_file()
     )
     if not found:

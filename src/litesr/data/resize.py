@@ -96,8 +96,14 @@ def interp_matrix(
 
 
 def _round_uint8(x: np.ndarray) -> np.ndarray:
-    """Round half away from zero and saturate to 0..255 (MATLAB's uint8 cast), as float64."""
-    return np.clip(np.sign(x) * np.floor(np.abs(x) + 0.5), 0, 255)
+    """MATLAB's uint8 cast (round half away from zero, saturate to 0..255), in place, float64.
+
+    ``floor(x + 0.5)`` differs from rounding away from zero only for negative x, which
+    saturates to 0 either way.
+    """
+    x += 0.5
+    np.floor(x, out=x)
+    return np.clip(x, 0, 255, out=x)
 
 
 def _resize_axis(img: np.ndarray, scale: float, axis: int, boundary: Boundary) -> np.ndarray:

@@ -72,8 +72,16 @@ def prepare_set(images: list[Path], scale: int, out: Path, progress: bool = True
             name = f"{path.stem}.png"
             write_png(tmp / "HR" / name, hr)
             write_png(tmp / "LR" / name, lr)
-            rows.append({"name": path.stem, "source": str(path), "hr_h": hr.shape[0],
-                         "hr_w": hr.shape[1], "lr_h": lr.shape[0], "lr_w": lr.shape[1]})
+            rows.append(
+                {
+                    "name": path.stem,
+                    "source": str(path),
+                    "hr_h": hr.shape[0],
+                    "hr_w": hr.shape[1],
+                    "lr_h": lr.shape[0],
+                    "lr_w": lr.shape[1],
+                }
+            )
         names = [r["name"] for r in rows]
         if len(set(names)) != len(names):
             raise ValueError(f"two images of the set share a file name: {sorted(names)}")

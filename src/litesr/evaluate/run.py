@@ -28,6 +28,20 @@ def super_resolve(model: nn.Module, lr: np.ndarray, device: torch.device) -> np.
     return sr.transpose(1, 2, 0)
 
 
+def measured_planes(sr: np.ndarray, hr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The images the Y metrics see.
+
+    Grey test images (all three channels equal, e.g. Set14's ``img_003``) are
+    measured on their grey level, as the field's MATLAB scripts do; the SR output is reduced
+    to grey with the BT.601 luma weights (exactly its grey level when it is grey itself).
+    Colour images are passed through, and the metrics take their BT.601 Y.
+    """
+    if np.array_equal(hr[..., 0], hr[..., 1]) and np.array_equal(hr[..., 0], hr[..., 2]):
+        grey = np.rint(sr.astype(np.float64) @ np.array([0.299, 0.587, 0.114]))
+        return grey.clip(0, 255).astype(np.uint8), hr[..., 0]
+    return sr, hr
+
+
 def upscaler(model_ref: str, device: str = "cpu"):
     """A function uint8 LR → uint8 SR for a safetensors file, or for ``bicubic``."""
     if model_ref == BICUBIC:
@@ -54,17 +68,27 @@ def evaluate_set(
     data_dir = Path(data_dir)
     run = upscaler(model_ref, device)
     rows = []
-    for hr_path in tqdm(list_images(data_dir / "HR"), desc=f"eval {model_name} {set_name}",
-                        disable=not progress):
+    for hr_path in tqdm(
+        list_images(data_dir / "HR"), desc=f"eval {model_name} {set_name}", disable=not progress
+    ):
         hr, lr = read_image(hr_path), read_image(data_dir / "LR" / hr_path.name)
         sr = run(lr, scale)
         if sr.shape != hr.shape:
             raise ValueError(f"{model_ref}: output {sr.shape} for {hr_path} of shape {hr.shape}")
         if save_dir is not None:
             write_png(Path(save_dir) / hr_path.name, sr)
-        rows.append({"model": model_name, "set": set_name, "scale": scale,
-                     "image": hr_path.stem, "psnr_y": psnr_y(sr, hr, scale),
-                     "ssim_y": ssim_y(sr, hr, scale), "psnr_rgb": psnr_rgb(sr, hr, 4)})
+        sr_y, hr_y = measured_planes(sr, hr)
+        rows.append(
+            {
+                "model": model_name,
+                "set": set_name,
+                "scale": scale,
+                "image": hr_path.stem,
+                "psnr_y": psnr_y(sr_y, hr_y, scale),
+                "ssim_y": ssim_y(sr_y, hr_y, scale),
+                "psnr_rgb": psnr_rgb(sr, hr, 4),
+            }
+        )
     table = pd.DataFrame(rows, columns=PER_IMAGE_COLUMNS)
     write_tsv(table, out_tsv)
     return table
@@ -77,4 +101,3 @@ def summarize(per_image: pd.DataFrame) -> pd.DataFrame:
         .mean()
         .reset_index()
     )
-

@@ -14,7 +14,7 @@ Conventions (docs/conventions.md, "Cost measurement"):
 
 Columns of the TSV written by :func:`measure_models` (one row per model file):
 
-``model``               file name without extension
+``model``               the model's name (default: file name without extension)
 ``arch``                architecture name from the file's metadata
 ``scale``               upscaling factor
 ``params``              number of parameters
@@ -51,6 +51,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
+import litesr
 from litesr.models.store import load_model
 from litesr.tsv import write_tsv
 
@@ -160,12 +161,15 @@ def cpu_peak_memory_bytes(
 ) -> dict[str, int]:
     """Peak RSS of one CPU forward, measured in a fresh ``litesr.measure.memprobe`` subprocess.
 
-    Returns ``rss_peak_bytes``, ``rss_baseline_bytes`` (after loading and a 32×32 warm-up)
-    and ``inference_bytes`` = peak − baseline.
+    Returns ``rss_peak_bytes``, ``rss_baseline_bytes`` (RSS after loading, a 32×32
+    warm-up and making the input) and ``inference_bytes`` = peak − baseline.
     """
     cmd = [sys.executable, "-m", "litesr.measure.memprobe", str(model_path), *map(str, lr_hw)]
+    # The probe imports the same litesr as this process, installed or not.
+    paths = [str(Path(litesr.__file__).parents[1]), os.environ.get("PYTHONPATH", "")]
+    env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, paths))}
     proc = subprocess.run(
-        [*cmd, "--threads", str(threads)], capture_output=True, text=True, check=False
+        [*cmd, "--threads", str(threads)], capture_output=True, text=True, env=env, check=False
     )
     if proc.returncode != 0:
         raise RuntimeError(
@@ -208,6 +212,7 @@ def measure_model(
     cpu_threads: int = 1,
     cpu_repeats: int = 10,
     device: str = "auto",
+    name: str | None = None,
 ) -> dict:
     """One row of cost measurements (see the module docstring for the columns).
 
@@ -216,8 +221,7 @@ def measure_model(
     of an ``out_hw`` output.
     """
     gpu = use_cuda(device)
-    model, meta = load_model(model_path, device="cpu")
-    model.eval()
+    model, meta = load_model(model_path, device="cpu")  # in eval mode
     scale = int(model.scale)
     latency_hw = latency_hw or lr_size_for_output(out_hw, scale=scale)
     rss = cpu_peak_memory_bytes(model_path, latency_hw, threads=cpu_threads)
@@ -226,7 +230,7 @@ def measure_model(
         gpu_ms, gpu_peak_bytes = gpu_latency_ms(model, latency_hw)
         gpu_peak, gpu_name = gpu_peak_bytes / MIB, torch.cuda.get_device_name()
     return {
-        "model": Path(model_path).stem,
+        "model": name or Path(model_path).stem,
         "arch": meta.get("arch", ""),
         "scale": scale,
         "params": count_params(model),
@@ -247,11 +251,21 @@ def measure_model(
 
 
 def measure_models(
-    paths: Iterable[str | os.PathLike], out_tsv: str | os.PathLike, **kw
+    paths: Iterable[str | os.PathLike],
+    out_tsv: str | os.PathLike,
+    *,
+    names: Iterable[str] | None = None,
+    **kw,
 ) -> pd.DataFrame:
     """Measure each model file (``measure_model`` keywords) and write one TSV atomically."""
     paths = list(paths)
-    rows = [measure_model(p, **kw) for p in tqdm(paths, desc="cost", unit="model")]
+    names = list(names) if names is not None else [None] * len(paths)
+    if len(names) != len(paths):
+        raise ValueError(f"{len(names)} names given for {len(paths)} model files")
+    rows = [
+        measure_model(p, name=n, **kw)
+        for p, n in tqdm(list(zip(paths, names, strict=True)), desc="cost", unit="model")
+    ]
     table = pd.DataFrame(rows, columns=COLUMNS)
     write_tsv(table, Path(out_tsv))
     return table

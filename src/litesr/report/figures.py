@@ -42,11 +42,18 @@ def psnr_vs_cost(summary: str, cost: str, out: str) -> Path:
     costs = pd.read_csv(cost, sep="\t")
     data = acc.merge(costs, on=["model", "scale"], how="inner")
     axes_cols = [c for c in COST_AXES if c in data and data[c].notna().any()]
-    fig, axes = plt.subplots(1, len(axes_cols), figsize=(4.2 * len(axes_cols), 3.8),
-                             squeeze=False)
+    fig, axes = plt.subplots(1, len(axes_cols), figsize=(4.2 * len(axes_cols), 3.8), squeeze=False)
     for ax, col in zip(axes[0], axes_cols, strict=True):
-        sns.scatterplot(data=data, x=col, y="psnr_y", hue="model", style="set", s=80, ax=ax,
-                        legend=ax is axes[0][-1])
+        sns.scatterplot(
+            data=data,
+            x=col,
+            y="psnr_y",
+            hue="model",
+            style="set",
+            s=80,
+            ax=ax,
+            legend=ax is axes[0][-1],
+        )
         ax.set_xscale("log")
         ax.set_xlabel(COST_AXES[col])
         ax.set_ylabel("PSNR-Y (dB)")
@@ -72,8 +79,9 @@ def training_curves(logs: list[str], labels: list[str], out: str) -> Path:
     return save(fig, out)
 
 
-def crops(models: dict[str, str], data: str, image: str, box: list[int], scale: int,
-          out: str) -> Path:
+def crops(
+    models: dict[str, str], data: str, image: str, box: list[int], scale: int, out: str
+) -> Path:
     """Side-by-side HR crops of bicubic, each model and the ground truth on one test image."""
     hr = read_image(Path(data) / "HR" / f"{image}.png")
     lr = read_image(Path(data) / "LR" / f"{image}.png")

@@ -67,9 +67,13 @@ def build_report(out: Path, spec: dict[str, Any]) -> Path:
     cost = pd.read_csv(spec["cost"], sep="\t")
     with PdfPages(tmp) as pdf:
         text_page(pdf, "litesr report — provenance", provenance_text(spec["config"]), 7)
-        text_page(pdf, "Accuracy: PSNR / SSIM on Y (border = scale)",
-                  psnr_ssim_table(summary).to_string() + "\n\nAveraged over images; SR "
-                  "rounded to uint8; BT.601 Y; SSIM Gaussian 11×11, σ = 1.5.", 8)
+        text_page(
+            pdf,
+            "Accuracy: PSNR / SSIM on Y (border = scale)",
+            psnr_ssim_table(summary).to_string() + "\n\nAveraged over images; SR "
+            "rounded to uint8; BT.601 Y; SSIM Gaussian 11×11, σ = 1.5.",
+            8,
+        )
         text_page(pdf, "Cost", cost_table(cost).to_string() + "\n\n" + COST_NOTE, 7)
         for title, png in spec.get("figures", []):
             figure_page(pdf, title, Path(png))

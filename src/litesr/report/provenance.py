@@ -12,17 +12,34 @@ from typing import Any
 
 import torch
 
-PACKAGES = ("litesr", "torch", "numpy", "scipy", "scikit-image", "pillow", "safetensors",
-            "pandas", "seaborn", "matplotlib", "snakemake", "papermill")
+PACKAGES = (
+    "litesr",
+    "torch",
+    "numpy",
+    "scipy",
+    "scikit-image",
+    "pillow",
+    "safetensors",
+    "pandas",
+    "seaborn",
+    "matplotlib",
+    "snakemake",
+    "papermill",
+)
 
 
 def git_commit() -> str:
     """HEAD commit, marked ``-dirty`` when tracked files differ from it."""
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, check=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown (not a git checkout)"
     return head + ("-dirty" if dirty else "")

@@ -167,8 +167,13 @@ def fit(
         scaler.step(opt)
         scaler.update()
         rows.append(
-            {"step": step, "loss": value, "lr": opt.param_groups[0]["lr"], **extras,
-             "seconds": round(time.perf_counter() - t0, 3)}
+            {
+                "step": step,
+                "loss": value,
+                "lr": opt.param_groups[0]["lr"],
+                **extras,
+                "seconds": round(time.perf_counter() - t0, 3),
+            }
         )
         sched.step()
         bar.set_postfix(loss=f"{value:.4f}", refresh=False)

@@ -72,8 +72,9 @@ class PatchSampler:
             lr = pair.lr[y : y + p, x : x + p]
             hr = pair.hr[y * s : (y + p) * s, x * s : (x + p) * s]
             if self.augment:
-                flip, rot = torch.randint(2, (1,), generator=gen), torch.randint(4, (1,), generator=gen)
-                lr, hr = _augment(lr, int(flip), int(rot)), _augment(hr, int(flip), int(rot))
+                flip = int(torch.randint(2, (1,), generator=gen))
+                rot = int(torch.randint(4, (1,), generator=gen))
+                lr, hr = _augment(lr, flip, rot), _augment(hr, flip, rot)
             lrs.append(lr)
             hrs.append(hr)
         return _to_tensor(np.stack(lrs)), _to_tensor(np.stack(hrs))

@@ -36,8 +36,9 @@ def train_model(
     out = Path(out)
     torch.manual_seed(spec.seed)
     model = build(arch, scale=scale, **args)
-    sampler = PatchSampler(load_pairs(data_dir, scale, spec.lr_patch), scale, spec.lr_patch,
-                           augment=spec.augment)
+    sampler = PatchSampler(
+        load_pairs(data_dir, scale, spec.lr_patch), scale, spec.lr_patch, augment=spec.augment
+    )
     fit(
         model,
         sampler,
@@ -49,6 +50,11 @@ def train_model(
         fingerprint=f"{arch}{sorted(args.items())}{scale}{Path(data_dir).resolve()}",
         progress=progress,
     )
-    save_model(model.cpu(), out, arch=arch, args={"scale": scale, **args},
-               meta={"train": recipe, "data": str(data_dir)})
+    save_model(
+        model.cpu(),
+        out,
+        arch=arch,
+        args={"scale": scale, **args},
+        meta={"train": recipe, "data": str(data_dir)},
+    )
     return out
