@@ -65,9 +65,10 @@ def prepare_set(images: list[Path], scale: int, out: Path, progress: bool = True
     try:
         rows = []
         for path in tqdm(images, desc=f"prepare {out.name}", disable=not progress):
-            hr = modcrop(read_image(path), scale)
+            hr = read_image(path)
             if min(hr.shape[:2]) < scale:
                 raise ValueError(f"{path}: image {hr.shape[:2]} is smaller than the scale {scale}")
+            hr = modcrop(hr, scale)
             lr = bicubic_degrade(hr, scale)
             name = f"{path.stem}.png"
             write_png(tmp / "HR" / name, hr)

@@ -144,7 +144,7 @@ def fit(
         range(start + 1, spec.steps + 1),
         initial=start,
         total=spec.steps,
-        desc=f"train {log_tsv.parent.name}",
+        desc=f"train {log_tsv.parent}",
         disable=not progress,
         mininterval=1.0,
     )

@@ -1,0 +1,96 @@
+"""Evaluation as the workflow runs it: per-image TSVs, set means, grey images, bicubic table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from litesr.data.images import write_png
+from litesr.evaluate.run import evaluate_set, measured_planes, summarize, super_resolve
+from litesr.models import build
+from litesr.models.store import save_model
+
+# Published bicubic PSNR / SSIM (conventions.md) and the tolerances of the foundation issue.
+PUBLISHED = {("Set5", 4): (28.42, 0.8104), ("Set14", 4): (26.00, 0.7027)}
+TOLERANCE = {"Set5": (0.02, 0.002), "Set14": (0.1, 0.005)}
+
+
+@pytest.mark.parametrize(("set_name", "scale"), sorted(PUBLISHED))
+def test_bicubic_row_of_the_published_table(shared_data, tmp_path, set_name, scale):
+    """The evaluate step itself (not just the metric functions) reproduces the table."""
+    table = evaluate_set(
+        "bicubic",
+        shared_data / "benchmark" / set_name / f"x{scale}",
+        scale,
+        tmp_path / "t.tsv",
+        model_name="bicubic",
+        set_name=set_name,
+        progress=False,
+    )
+    psnr, ssim = PUBLISHED[set_name, scale]
+    dpsnr, dssim = TOLERANCE[set_name]
+    assert table.psnr_y.mean() == pytest.approx(psnr, abs=dpsnr)
+    assert table.ssim_y.mean() == pytest.approx(ssim, abs=dssim)
+    on_disk = pd.read_csv(tmp_path / "t.tsv", sep="\t")
+    assert list(on_disk.columns) == [
+        "model",
+        "set",
+        "scale",
+        "image",
+        "psnr_y",
+        "ssim_y",
+        "psnr_rgb",
+    ]
+    assert len(on_disk) == len(list((shared_data / "benchmark" / set_name / "x4" / "HR").iterdir()))
+
+
+def test_grey_images_are_measured_on_their_grey_level():
+    hr = np.repeat(np.arange(64, dtype=np.uint8).reshape(8, 8, 1), 3, axis=2)
+    sr, ref = measured_planes(hr, hr)
+    assert sr.ndim == 2 and np.array_equal(sr, hr[..., 0]) and np.array_equal(ref, hr[..., 0])
+    colour = hr.copy()
+    colour[..., 0] = 255 - colour[..., 0]
+    sr, ref = measured_planes(colour, colour)
+    assert sr.shape == colour.shape
+
+
+def test_summary_averages_over_images_not_pixels():
+    rows = pd.DataFrame(
+        {
+            "model": ["m", "m"],
+            "set": ["s", "s"],
+            "scale": [4, 4],
+            "image": ["a", "b"],
+            "psnr_y": [30.0, 20.0],
+            "ssim_y": [0.9, 0.5],
+            "psnr_rgb": [29.0, 19.0],
+        }
+    )
+    out = summarize(rows)
+    assert out.psnr_y.item() == 25.0 and out.ssim_y.item() == pytest.approx(0.7)
+
+
+def test_model_evaluation_rounds_output_like_a_png(tmp_path):
+    torch.manual_seed(0)
+    model = build("edsr", scale=2, n_resblocks=1, n_feats=8)
+    lr = np.random.default_rng(0).integers(0, 256, (12, 10, 3), dtype=np.uint8)
+    sr = super_resolve(model.eval(), lr, torch.device("cpu"))
+    assert sr.dtype == np.uint8 and sr.shape == (24, 20, 3)
+    data = tmp_path / "set"
+    write_png(data / "HR" / "a.png", np.zeros((24, 20, 3), np.uint8))
+    write_png(data / "LR" / "a.png", lr)
+    path = tmp_path / "m.safetensors"
+    save_model(model, path, arch="edsr", args={"scale": 2, "n_resblocks": 1, "n_feats": 8})
+    table = evaluate_set(
+        str(path),
+        data,
+        2,
+        tmp_path / "e.tsv",
+        model_name="m",
+        set_name="s",
+        save_dir=tmp_path / "sr",
+        progress=False,
+    )
+    assert len(table) == 1 and (tmp_path / "sr" / "a.png").exists()

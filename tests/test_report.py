@@ -1,0 +1,184 @@
+"""Report pieces: paper-style tables, figures, provenance, the PDF and the audit notebook."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import REPO
+
+from litesr.data.images import write_png
+from litesr.evaluate.run import summarize
+from litesr.report.figures import make_figure
+from litesr.report.pdf import build_report
+from litesr.report.provenance import config_hash, provenance
+from litesr.report.tables import psnr_ssim_table
+from litesr.tsv import write_tsv
+
+
+@pytest.fixture
+def results(tmp_path):
+    """Per-image TSVs, their summary, a cost table and training logs, as the workflow writes."""
+    rng = np.random.default_rng(0)
+    paths = []
+    for model in ("bicubic", "teacher", "student"):
+        rows = pd.DataFrame(
+            {
+                "model": model,
+                "set": "S",
+                "scale": 4,
+                "image": list("abc"),
+                "psnr_y": rng.uniform(25, 30, 3),
+                "ssim_y": rng.uniform(0.7, 0.9, 3),
+                "psnr_rgb": rng.uniform(24, 29, 3),
+            }
+        )
+        paths.append(write_tsv(rows, tmp_path / f"{model}.tsv"))
+    summary = write_tsv(
+        summarize(pd.concat(pd.read_csv(p, sep="\t") for p in paths)), tmp_path / "summary.tsv"
+    )
+    cost = write_tsv(
+        pd.DataFrame(
+            {
+                "model": ["teacher", "student"],
+                "scale": [4, 4],
+                "params": [1e5, 1e4],
+                "macs_720p_G": [10.0, 1.0],
+                "cpu_latency_ms": [100.0, 10.0],
+                "cpu_inference_MiB": [300.0, 50.0],
+            }
+        ),
+        tmp_path / "cost.tsv",
+    )
+    logs = []
+    for model in ("teacher", "student"):
+        steps = np.arange(1, 101)
+        logs.append(
+            write_tsv(
+                pd.DataFrame({"step": steps, "loss": 1 / steps, "lr": 1e-3}),
+                tmp_path / f"{model}_log.tsv",
+            )
+        )
+    return {"per_image": paths, "summary": summary, "cost": cost, "logs": logs, "dir": tmp_path}
+
+
+def test_table_has_paper_cells():
+    summary = pd.DataFrame(
+        {
+            "model": ["bicubic", "bicubic"],
+            "set": ["Set5", "Set5"],
+            "scale": [2, 4],
+            "psnr_y": [33.664, 28.4213],
+            "ssim_y": [0.92991, 0.81041],
+            "psnr_rgb": [0, 0],
+        }
+    )
+    table = psnr_ssim_table(summary)
+    assert table.loc["bicubic", ("Set5", "×4")] == "28.42 / 0.8104"
+    assert table.loc["bicubic", ("Set5", "×2")] == "33.66 / 0.9299"
+
+
+def test_figures_and_pdf(results):
+    d = results["dir"]
+    figs = [
+        (
+            "cost",
+            make_figure(
+                "psnr_vs_cost",
+                d / "cost.png",
+                summary=str(results["summary"]),
+                cost=str(results["cost"]),
+            ),
+        ),
+        (
+            "curves",
+            make_figure(
+                "training_curves",
+                d / "curves.png",
+                logs=[str(p) for p in results["logs"]],
+                labels=["teacher", "student"],
+            ),
+        ),
+    ]
+    assert all(p.stat().st_size > 10_000 for _, p in figs)
+    config = {"scales": [4], "seed": 0}
+    pdf = build_report(
+        d / "all.pdf",
+        {
+            "config": config,
+            "summary": str(results["summary"]),
+            "cost": str(results["cost"]),
+            "figures": [[t, str(p)] for t, p in figs],
+        },
+    )
+    assert pdf.read_bytes().startswith(b"%PDF-")
+    from pypdf import PdfReader
+
+    reader = PdfReader(pdf)
+    assert len(reader.pages) == 3 + len(figs)
+    first = reader.pages[0].extract_text()
+    assert config_hash(config) in first and "git commit" in first and "torch" in first
+    table_page = reader.pages[1].extract_text()
+    assert "teacher" in table_page and "student" in table_page and "×4" in table_page
+    assert not list(d.glob(".*tmp*")), "no temporary file is left behind"
+
+
+def test_crops_figure_rejects_a_box_outside_the_image(tmp_path):
+    img = np.zeros((16, 16, 3), np.uint8)
+    write_png(tmp_path / "HR" / "a.png", img)
+    write_png(tmp_path / "LR" / "a.png", img[::4, ::4])
+    with pytest.raises(ValueError, match="outside"):
+        make_figure(
+            "crops",
+            tmp_path / "c.png",
+            models={"bicubic": "bicubic"},
+            data=str(tmp_path),
+            image="a",
+            box=[8, 8, 16, 16],
+            scale=4,
+        )
+
+
+def test_provenance_names_commit_config_and_packages():
+    info = provenance({"a": 1})
+    assert info["config sha256"] == config_hash({"a": 1}) != config_hash({"a": 2})
+    assert {"torch", "numpy", "litesr"} <= set(info["packages"])
+
+
+def run_audit(results, summary_path, out):
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "papermill",
+            "--kernel",
+            "python3",
+            str(REPO / "notebooks" / "audit.ipynb"),
+            str(out),
+            "-p",
+            "per_image_json",
+            json.dumps([str(p) for p in results["per_image"]]),
+            "-p",
+            "summary_tsv",
+            str(summary_path),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+
+
+def test_audit_notebook_passes_on_true_table_and_fails_on_a_tampered_one(results, tmp_path):
+    ok = run_audit(results, results["summary"], tmp_path / "ok.ipynb")
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert "AUDIT PASSED" in (tmp_path / "ok.ipynb").read_text()
+    tampered = pd.read_csv(results["summary"], sep="\t")
+    tampered.loc[1, "psnr_y"] += 0.01
+    bad = write_tsv(tampered, tmp_path / "tampered.tsv")
+    failed = run_audit(results, bad, tmp_path / "bad.ipynb")
+    assert failed.returncode != 0 and "psnr_y" in failed.stderr + failed.stdout
