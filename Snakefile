@@ -8,7 +8,11 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# The embedded default, unless --configfile/--config give a configuration: a config file
+# given on the command line replaces the default instead of being merged into it.
+if not config:
+
+    configfile: "config/config.yaml"
 
 
 validate(config, "config/schema.yaml")

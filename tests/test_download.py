@@ -10,6 +10,7 @@ import tarfile
 import threading
 import zipfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -27,6 +28,7 @@ from litesr.data.download import (
     extract,
     fetch,
     hr_folder,
+    md5sum,
     mirror_url,
 )
 from litesr.data.images import list_images, read_image, write_png
@@ -135,7 +137,12 @@ def _tar(
 
 
 def _leftovers(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p.name.startswith(".") or p.suffix == ".part")
+    return sorted(p.name for p in _entries(folder) if p.name.startswith(".") or p.suffix == ".part")
+
+
+def _entries(folder: Path) -> list[Path]:
+    """Folder contents, less the hidden lock files that serialise concurrent fetches."""
+    return sorted(p for p in folder.iterdir() if not p.name.endswith(".lock"))
 
 
 Tiny = tuple[Source, dict[str, bytes]]
@@ -160,7 +167,7 @@ def test_download_zip_dataset(tmp_path: Path, server: FileServer, tiny_zip: Tiny
     for name, data in pngs.items():
         assert (folder / name).read_bytes() == data
     assert server.requests == [("/tiny.zip", None)]
-    assert sorted(p.name for p in root.iterdir()) == ["Tiny", "tiny.zip"]
+    assert [p.name for p in _entries(root)] == ["Tiny", "tiny.zip"]
     download_dataset(source, root, base_url=server.url, progress=False)
     assert len(server.requests) == 1  # idempotent: nothing fetched again
 
@@ -181,7 +188,7 @@ def test_tar_sets_share_one_archive(tmp_path: Path, server: FileServer) -> None:
             name, "https://example.org/bench.tar.gz", _md5(data), "tar", f"benchmark/{name}/HR"
         )
         folder = download_dataset(src, root, base_url=server.url, progress=False)
-        assert [p.name for p in folder.iterdir()] == [expected]
+        assert [p.name for p in _entries(folder)] == [expected]
         np.testing.assert_array_equal(
             read_image(folder / expected), read_image(tmp_path / "src" / expected)
         )
@@ -198,7 +205,7 @@ def test_checksum_mismatch(tmp_path: Path, server: FileServer, tiny_zip: Tiny) -
         download_dataset(source, root, base_url=server.url, progress=False)
     message = str(err.value)
     assert "tiny.zip" in message and source.md5 in message and _md5(bad) in message
-    assert list(root.iterdir()) == []  # no archive, no .part, no extracted folder
+    assert _entries(root) == []  # no archive, no .part, no extracted folder
 
 
 def test_resume_sends_range(tmp_path: Path, server: FileServer) -> None:
@@ -261,7 +268,7 @@ def test_http_404(tmp_path: Path, server: FileServer) -> None:
     url = server.url + "missing.zip"
     with pytest.raises(DownloadError, match=re.escape(url) + ".*HTTP 404"):
         fetch(url, tmp_path / "missing.zip", None, progress=False)
-    assert list(tmp_path.iterdir()) == []
+    assert _entries(tmp_path) == []
 
 
 def test_unreachable_host(tmp_path: Path) -> None:
@@ -322,3 +329,14 @@ def test_unknown_and_missing_dataset(tmp_path: Path) -> None:
         download_dataset("Set6", tmp_path)
     with pytest.raises(FileNotFoundError, match="'Set5' is not downloaded"):
         hr_folder("Set5", tmp_path)
+
+
+def test_concurrent_fetches_of_one_archive_take_turns(
+    tmp_path: Path, server: FileServer, tiny_zip: Tiny
+) -> None:
+    source, _ = tiny_zip
+    url, dest = mirror_url(source, server.url), tmp_path / "tiny.zip"
+    with ThreadPoolExecutor(4) as pool:
+        done = list(pool.map(lambda _: fetch(url, dest, source.md5, progress=False), range(4)))
+    assert done == [dest] * 4 and md5sum(dest) == source.md5
+    assert server.requests == [("/tiny.zip", None)]  # one download; the others found it done

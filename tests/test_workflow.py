@@ -15,12 +15,19 @@ from conftest import REPO
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 CONFIGS = sorted((REPO / "config").glob("*.yaml"))
-WORKFLOW_FILES = ("Snakefile", "workflow", "config", "notebooks")
+WORKFLOW_FILES = ("Snakefile", "workflow", "config", "notebooks", "envs")
 
 
 def snakemake(*args: str, cwd: Path = REPO, timeout: int = 120) -> subprocess.CompletedProcess:
+    """Run snakemake; its messages (stdout and stderr) are returned together as ``stdout``."""
     return subprocess.run(
-        [*SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+        [*SNAKEMAKE, *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 
@@ -37,14 +44,14 @@ def workflow_copy(dest: Path) -> Path:
 
 def test_lint_is_clean():
     result = snakemake("--lint")
-    assert "Congratulations" in result.stdout + result.stderr, result.stdout + result.stderr
+    assert "Congratulations" in result.stdout, result.stdout
 
 
 @pytest.mark.parametrize("config", [c.name for c in CONFIGS if c.name != "schema.yaml"])
 def test_every_config_dry_runs_to_the_report(config, tmp_path):
     wd = workflow_copy(tmp_path)
-    result = snakemake("-n", "--configfile", f"config/{config}", "reports/all.pdf", cwd=wd)
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = snakemake("-n", "reports/all.pdf", "--configfile", f"config/{config}", cwd=wd)
+    assert result.returncode == 0, result.stdout[-3000:]
     jobs = result.stdout
     for rule in ("prepare", "train", "evaluate", "cost", "summarize", "audit", "report"):
         assert f"\n{rule} " in jobs or f"{rule}  " in jobs, f"rule {rule} missing from the DAG"
@@ -60,7 +67,7 @@ def test_bad_config_is_refused_with_the_key_named(tmp_path):
     (wd / "bad.yaml").write_text(yaml.safe_dump(cfg))
     result = snakemake("-n", "--configfile", "bad.yaml", cwd=wd)
     assert result.returncode != 0
-    assert "scales" in result.stderr and "5" in result.stderr
+    assert "scales" in result.stdout and "5" in result.stdout
 
 
 def test_unknown_config_key_is_refused(tmp_path):
@@ -69,7 +76,7 @@ def test_unknown_config_key_is_refused(tmp_path):
     cfg["data"]["sauce"] = "embedded"
     (wd / "bad.yaml").write_text(yaml.safe_dump(cfg))
     result = snakemake("-n", "--configfile", "bad.yaml", cwd=wd)
-    assert result.returncode != 0 and "sauce" in result.stderr
+    assert result.returncode != 0 and "sauce" in result.stdout
 
 
 @pytest.mark.slow
@@ -77,7 +84,7 @@ def test_default_dag_runs_end_to_end(tmp_path):
     """The embedded default, for real: data → models → evaluation → cost → figures → PDF."""
     wd = workflow_copy(tmp_path)
     result = snakemake("--cores", "2", "reports/all.pdf", cwd=wd, timeout=1500)
-    assert result.returncode == 0, result.stderr[-5000:]
+    assert result.returncode == 0, result.stdout[-5000:]
     pdf = wd / "reports" / "all.pdf"
     assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 50_000
     audit = (wd / "reports" / "audit.ipynb").read_text()

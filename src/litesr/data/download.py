@@ -6,6 +6,7 @@ matches; archives are extracted into a temporary folder beside the target, then 
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import http.client
 import os
@@ -109,12 +110,20 @@ def fetch(
 
     Does nothing when ``dest`` already exists with the expected MD5 (or exists and ``md5`` is
     None); a ``dest`` with another MD5 is downloaded again and replaced. On MD5 mismatch of the
-    download the partial file is deleted, so a retry starts clean.
+    download the partial file is deleted, so a retry starts clean. Processes fetching the same
+    ``dest`` at once (e.g. benchmark sets that share one archive) take turns through an
+    exclusive lock on the hidden file ``.<dest name>.lock`` beside it; the later ones find the file complete.
     """
     dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with open(dest.with_name(f".{dest.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _fetch_locked(url, dest, md5, progress=progress, timeout=timeout)
+
+
+def _fetch_locked(url: str, dest: Path, md5: str | None, *, progress: bool, timeout: float) -> Path:
     if dest.is_file() and (md5 is None or md5sum(dest) == md5.lower()):
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_suffix(dest.suffix + ".part")
     _download(url, part, progress=progress, timeout=timeout)
     if md5 is not None:
