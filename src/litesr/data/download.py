@@ -112,7 +112,8 @@ def fetch(
     None); a ``dest`` with another MD5 is downloaded again and replaced. On MD5 mismatch of the
     download the partial file is deleted, so a retry starts clean. Processes fetching the same
     ``dest`` at once (e.g. benchmark sets that share one archive) take turns through an
-    exclusive lock on the hidden file ``.<dest name>.lock`` beside it; the later ones find the file complete.
+    exclusive lock on the hidden file ``.<dest name>.lock`` beside it; the later ones find
+    the file complete.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from litesr.models.vdsr import rgb_to_ycbcr
 from litesr.train.patches import PatchSampler
 from litesr.train.spec import TrainSpec
 from litesr.tsv import write_tsv
@@ -32,12 +33,22 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite."""
 
 
-def pixel_objective(loss: str) -> Objective:
-    """Plain supervised objective: L1 or L2 between the SR output and the HR patch."""
+def pixel_objective(loss: str, channel: str = "rgb") -> Objective:
+    """Plain supervised objective: L1 or L2 between the SR output and the HR patch.
+
+    With ``channel="y"`` the loss is taken on BT.601 Y alone, for networks that predict Y
+    (they expose ``predict_y``, e.g. VDSR).
+    """
     fn = nn.functional.l1_loss if loss == "l1" else nn.functional.mse_loss
+    if channel == "rgb":
+        return lambda model, lr, hr: (fn(model(lr), hr), {})
 
     def objective(model: nn.Module, lr: torch.Tensor, hr: torch.Tensor):
-        return fn(model(lr), hr), {}
+        if not hasattr(model, "predict_y"):
+            raise ValueError(
+                f"channel 'y' needs a model that predicts Y, not {type(model).__name__}"
+            )
+        return fn(model.predict_y(lr), rgb_to_ycbcr(hr)[:, :1]), {}
 
     return objective
 
@@ -100,7 +111,7 @@ def fit(
     """
     dev = resolve_device(device)
     model.to(dev).train()
-    objective = objective or pixel_objective(spec.loss)
+    objective = objective or pixel_objective(spec.loss, spec.channel)
     opt = make_optimizer(model.parameters(), spec)
     sched = make_scheduler(opt, spec)
     use_amp = spec.amp and dev.type == "cuda"

@@ -25,6 +25,7 @@ class TrainSpec:
     milestones: tuple[int, ...] = ()
     gamma: float = 0.5
     loss: str = "l1"
+    channel: str = "rgb"
     grad_clip: float | None = None
     checkpoint_every: int = 100
     amp: bool = False
@@ -34,12 +35,14 @@ class TrainSpec:
     OPTIMIZERS = ("adam", "sgd")
     SCHEDULERS = ("none", "multistep", "cosine", "onecycle")
     LOSSES = ("l1", "l2")
+    CHANNELS = ("rgb", "y")
 
     def __post_init__(self) -> None:
         for name, allowed in (
             ("optimizer", self.OPTIMIZERS),
             ("scheduler", self.SCHEDULERS),
             ("loss", self.LOSSES),
+            ("channel", self.CHANNELS),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"training {name} {getattr(self, name)!r}: use one of {allowed}")
