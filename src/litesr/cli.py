@@ -43,6 +43,24 @@ def cmd_train(a: argparse.Namespace) -> None:
     train_model(a.arch, a.args, a.recipe, a.data, a.scale, a.out, a.log, device=a.device)
 
 
+def cmd_ail(a: argparse.Namespace) -> None:
+    from litesr.methods.ail import Importance, train_ail
+
+    train_ail(
+        a.variant,
+        a.init,
+        a.teacher,
+        a.data,
+        a.scale,
+        a.rounds,
+        a.recipe,
+        Importance.from_dict(a.importance),
+        a.out,
+        a.log,
+        device=a.device,
+    )
+
+
 def cmd_evaluate(a: argparse.Namespace) -> None:
     from litesr.evaluate.run import evaluate_set
 
@@ -74,7 +92,7 @@ def cmd_cost(a: argparse.Namespace) -> None:
 
 
 def cmd_figures(a: argparse.Namespace) -> None:
-    from litesr.report.figures import make_figure
+    from litesr.report.draw import make_figure
 
     make_figure(a.kind, a.out, **a.inputs)
 
@@ -113,6 +131,20 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--log", type=Path, required=True, help="per-step TSV log")
     s.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
     s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("ail", help="AIL rounds for one variant from a pre-trained VDSR student")
+    s.add_argument("--variant", required=True, choices=["plain", "ail", "noteacher"])
+    s.add_argument("--init", type=Path, required=True, help="plainly pre-trained student")
+    s.add_argument("--teacher", type=Path, required=True, help="VDSR teacher")
+    s.add_argument("--data", type=Path, required=True)
+    s.add_argument("--scale", type=int, required=True)
+    s.add_argument("--rounds", type=int, required=True)
+    s.add_argument("--recipe", type=_json, required=True, help="JSON recipe of one round")
+    s.add_argument("--importance", type=_json, default={}, help="JSON importance parameters")
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--log", type=Path, required=True)
+    s.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
+    s.set_defaults(func=cmd_ail)
 
     s = sub.add_parser("evaluate", help="PSNR/SSIM of a model (or 'bicubic') on a prepared set")
     s.add_argument("--model", required=True, help="a .safetensors file or 'bicubic'")

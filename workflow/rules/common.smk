@@ -10,7 +10,12 @@ TRAIN_SET = next(iter(DATA["train"]))
 TEST_SETS = list(DATA["test"])
 SETS = {**DATA["train"], **DATA["test"]}
 MODELS = list(config["models"])
-EVALUATED = ["bicubic", *MODELS]
+# Models the `train` rule can make (methods add their plainly pre-trained starting points),
+# models a method makes from others, and the figures and tables methods add to the report.
+MODEL_SPECS = dict(config["models"])
+METHOD_MODELS = []
+METHOD_FIGURES = []
+METHOD_TABLES = []
 DOWNLOAD_ROOT = DATA.get("download_root", "resources")
 RES = config.get("resources", {})
 CROP = config.get("report", {}).get("crop")
@@ -30,7 +35,21 @@ def as_json(value):
 
 def recipe(model):
     """The model's training recipe, with the workflow seed unless it sets its own."""
-    return {"seed": config.get("seed", 0), **config["models"][model]["train"]}
+    return with_seed(MODEL_SPECS[model]["train"])
+
+
+def with_seed(train):
+    """A training recipe with the workflow seed unless it sets its own."""
+    return {"seed": config.get("seed", 0), **train}
+
+
+def reported_models():
+    """Every model evaluated, measured and reported: the config's, then the methods'."""
+    return [*MODELS, *METHOD_MODELS]
+
+
+def evaluated():
+    return ["bicubic", *reported_models()]
 
 
 def set_dir(set_name, scale):
@@ -41,14 +60,23 @@ def model_file(model, scale):
     return f"results/models/{model}/x{scale}/model.safetensors"
 
 
-def eval_tables():
+def eval_tables(wildcards=None):
     return expand(
-        "results/eval/{model}/x{scale}/{set}.tsv", model=EVALUATED, scale=SCALES, set=TEST_SETS
+        "results/eval/{model}/x{scale}/{set}.tsv", model=evaluated(), scale=SCALES, set=TEST_SETS
     )
 
 
-def all_model_files():
-    return expand("results/models/{model}/x{scale}/model.safetensors", model=MODELS, scale=SCALES)
+def all_model_files(wildcards=None):
+    return expand(
+        "results/models/{model}/x{scale}/model.safetensors",
+        model=reported_models(),
+        scale=SCALES,
+    )
+
+
+def model_names():
+    """Names of all_model_files(), in the same order."""
+    return [m for m in reported_models() for _ in SCALES]
 
 
 def train_logs():
@@ -74,5 +102,5 @@ def report_figures(wildcards=None):
     ]
     if CROP:
         figures += [(f"Visual comparison ×{s}", f"results/figures/crops_x{s}.png") for s in SCALES]
-    return figures
+    return figures + METHOD_FIGURES
 

@@ -8,13 +8,13 @@ rule cost:
     conda:
         "../../envs/litesr.yaml"
     input:
-        all_model_files(),
+        all_model_files,
     output:
         "results/tables/cost.tsv",
     params:
         threads=config.get("cost", {}).get("threads", 1),
         device=config.get("cost", {}).get("device", "auto"),
-        names=[f"{m}" for m in MODELS for s in SCALES],
+        names=lambda w: model_names(),
     threads: workflow.cores
     log:
         "logs/cost.log",

@@ -27,7 +27,7 @@ rule summarize:
     conda:
         "../../envs/litesr.yaml"
     input:
-        eval_tables(),
+        eval_tables,
     output:
         "results/tables/psnr_ssim.tsv",
     log:

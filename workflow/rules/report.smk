@@ -74,7 +74,7 @@ rule audit:
         "../../envs/litesr.yaml"
     input:
         notebook="notebooks/audit.ipynb",
-        per_image=eval_tables(),
+        per_image=eval_tables,
         summary="results/tables/psnr_ssim.tsv",
     output:
         "reports/audit.ipynb",
@@ -97,7 +97,7 @@ rule report:
     input:
         summary="results/tables/psnr_ssim.tsv",
         cost="results/tables/cost.tsv",
-        figures=[png for _, png in report_figures()],
+        figures=lambda w: [png for _, png in report_figures()],
         audit="reports/audit.ipynb",
     output:
         "reports/all.pdf",
@@ -108,6 +108,7 @@ rule report:
                 "summary": input.summary,
                 "cost": input.cost,
                 "figures": report_figures(),
+                "tables": METHOD_TABLES,
             }
         ),
     log:

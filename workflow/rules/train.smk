@@ -2,6 +2,8 @@
 
 
 rule train:
+    wildcard_constraints:
+        model="|".join(MODEL_SPECS),
     conda:
         "../../envs/litesr.yaml"
     input:
@@ -10,8 +12,8 @@ rule train:
         model="results/models/{model}/x{scale}/model.safetensors",
         log="results/models/{model}/x{scale}/train_log.tsv",
     params:
-        arch=lambda w: config["models"][w.model]["arch"],
-        args=lambda w: as_json(config["models"][w.model].get("args", {})),
+        arch=lambda w: MODEL_SPECS[w.model]["arch"],
+        args=lambda w: as_json(MODEL_SPECS[w.model].get("args", {})),
         recipe=lambda w: as_json(recipe(w.model)),
         device=config.get("device", "cpu"),
     threads: RES.get("train_threads", 2)

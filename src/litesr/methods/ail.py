@@ -52,6 +52,14 @@ class Importance:
     sigma: float = 10.0
     uniform_init: float = 0.5
 
+    @classmethod
+    def from_dict(cls, values: dict[str, float]) -> Importance:
+        """Build from a config mapping; unknown keys are an error."""
+        unknown = sorted(set(values) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"unknown AIL importance option(s) {unknown}")
+        return cls(**values)
+
     def round_lambda(self, r: int) -> float:
         """λ_r: 0 in round 0, then λ + ρ (r − 1)."""
         return 0.0 if r == 0 else self.lam + self.rho * (r - 1)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
@@ -98,17 +97,3 @@ def crops(
         ax.axis("off")
     fig.suptitle(f"{image} ×{scale} (PSNR-Y of the whole image)", fontsize=10)
     return save(fig, out)
-
-
-FIGURES: dict[str, Callable[..., Path]] = {
-    "psnr_vs_cost": psnr_vs_cost,
-    "training_curves": training_curves,
-    "crops": crops,
-}
-
-
-def make_figure(kind: str, out: Path, **inputs) -> Path:
-    """Draw the figure ``kind`` from ``inputs`` into ``out``."""
-    if kind not in FIGURES:
-        raise ValueError(f"unknown figure {kind!r}; known: {sorted(FIGURES)}")
-    return FIGURES[kind](out=out, **inputs)

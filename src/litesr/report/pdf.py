@@ -15,8 +15,11 @@ import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 from matplotlib.backends.backend_pdf import PdfPages  # noqa: E402
 
+from litesr.report.ail import ail_table  # noqa: E402
 from litesr.report.provenance import provenance  # noqa: E402
 from litesr.report.tables import cost_table, psnr_ssim_table  # noqa: E402
+
+METHOD_TABLES = {"ail": ail_table}
 
 A4 = (8.27, 11.69)
 
@@ -58,7 +61,8 @@ def build_report(out: Path, spec: dict[str, Any]) -> Path:
     """Write the PDF described by ``spec``.
 
     ``spec`` keys: ``config`` (the workflow configuration), ``summary`` (per-set PSNR/SSIM
-    TSV), ``cost`` (cost TSV), ``figures`` (a list of ``[title, png]``).
+    TSV), ``cost`` (cost TSV), ``tables`` (methods' tables: a list of ``[title, kind, arg]``
+    with ``kind`` a key of ``METHOD_TABLES``), ``figures`` (a list of ``[title, png]``).
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -75,6 +79,9 @@ def build_report(out: Path, spec: dict[str, Any]) -> Path:
             8,
         )
         text_page(pdf, "Cost", cost_table(cost).to_string() + "\n\n" + COST_NOTE, 7)
+        for title, kind, arg in spec.get("tables", []):
+            table = METHOD_TABLES[kind](summary, cost, arg)
+            text_page(pdf, title, table.to_string(), 7)
         for title, png in spec.get("figures", []):
             figure_page(pdf, title, Path(png))
     os.replace(tmp, out)

@@ -18,4 +18,17 @@ def psnr_ssim_table(summary: pd.DataFrame) -> pd.DataFrame:
 
 def cost_table(cost: pd.DataFrame) -> pd.DataFrame:
     """The cost TSV with readable precision, one row per model and scale."""
-    return cost.set_index(["model", "scale"]).round(3)
+    columns = [c for c in COST_COLUMNS if c in cost and cost[c].notna().any()]
+    return cost.set_index(["model", "scale"])[columns].round(3)
+
+
+COST_COLUMNS = [
+    "arch",
+    "params",
+    "macs_256_G",
+    "macs_720p_G",
+    "cpu_latency_ms",
+    "cpu_inference_MiB",
+    "gpu_latency_ms",
+    "gpu_peak_MiB",
+]

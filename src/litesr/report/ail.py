@@ -1,0 +1,158 @@
+"""AIL's report pieces: importance maps over rounds, per-round curves, PSNR against width, and
+the paper-form table."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+import torch  # noqa: E402
+
+from litesr.data.images import read_image  # noqa: E402
+from litesr.methods.ail import AILObjective, Importance  # noqa: E402
+from litesr.models.store import load_model  # noqa: E402
+from litesr.models.vdsr import rgb_to_ycbcr, upsample_bicubic  # noqa: E402
+from litesr.report.figures import save  # noqa: E402
+
+NAME = re.compile(r"^ail-w(?P<width>\d+)-(?P<variant>plain|ail|noteacher)$")
+
+
+def _tensor(img: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(img.transpose(2, 0, 1).copy()).float()[None] / 255
+
+
+@torch.no_grad()
+def importance_maps(
+    teacher: str, rounds: list[str], data: str, image: str, scale: int, importance: dict, out: str
+) -> Path:
+    """The AIL weights of every round on one image: round 0 is the teacher term alone, round r
+    adds the student snapshot taken at its start (the end of round r − 1)."""
+    imp = Importance.from_dict(importance)
+    hr = read_image(Path(data) / "HR" / f"{image}.png")
+    lr = read_image(Path(data) / "LR" / f"{image}.png")
+    y_bic = rgb_to_ycbcr(upsample_bicubic(_tensor(lr), scale))[:, :1]
+    y = rgb_to_ycbcr(_tensor(hr))[:, :1]
+    teacher_model = load_model(teacher)[0]
+    maps = []
+    for r in range(len(rounds)):
+        snapshot = load_model(rounds[r - 1])[0] if r > 0 else None
+        w = AILObjective("ail", r, imp, teacher_model, snapshot).weights(y_bic, y)
+        maps.append((r, w[0, 0].numpy()))
+    fig, axes = plt.subplots(1, len(maps) + 1, figsize=(3.2 * (len(maps) + 1), 3.4))
+    axes[0].imshow(hr)
+    axes[0].set_title(f"{image} (HR)")
+    for ax, (r, w) in zip(axes[1:], maps, strict=True):
+        shown = ax.imshow(w, cmap="magma", vmin=0, vmax=1)
+        ax.set_title(
+            f"round {r}: λ_r = {imp.round_lambda(r):.2f}\nmean w = {w.mean():.3f}", fontsize=9
+        )
+    for ax in axes:
+        ax.axis("off")
+    fig.colorbar(shown, ax=axes[1:].tolist(), shrink=0.8, label="importance w")
+    fig.suptitle("AIL importance over rounds: easy pixels (bright) first, hard ones later")
+    return save(fig, out)
+
+
+def round_curves(logs: list[str], labels: list[str], out: str) -> Path:
+    """Loss and mean importance per step of each variant; dotted lines mark round starts."""
+    data = pd.concat(
+        [
+            pd.read_csv(p, sep="\t").assign(variant=label)
+            for p, label in zip(logs, labels, strict=True)
+        ]
+    )
+    fig, (ax_loss, ax_w) = plt.subplots(1, 2, figsize=(11, 3.8))
+    sns.lineplot(data=data, x="global_step", y="loss", hue="variant", ax=ax_loss)
+    sns.lineplot(data=data, x="global_step", y="mean_w", hue="variant", ax=ax_w, legend=False)
+    starts = data.groupby("round").global_step.min().iloc[1:]
+    for ax in (ax_loss, ax_w):
+        for step in starts:
+            ax.axvline(step, color="grey", linestyle=":", linewidth=1)
+        ax.set_xlabel("step (all rounds)")
+    ax_loss.set_yscale("log")
+    ax_loss.set_ylabel("Σ (w ŷ − w y)² per batch")
+    ax_w.set_ylabel("mean importance w")
+    fig.suptitle("AIL rounds (dotted: a new round restarts the learning-rate schedule)")
+    return save(fig, out)
+
+
+def ail_rows(summary: pd.DataFrame, cost: pd.DataFrame, teacher: str) -> pd.DataFrame:
+    """Accuracy and cost of the AIL teacher and students, with width and variant columns."""
+    parts = summary.model.str.extract(NAME)
+    rows = summary.assign(width=pd.to_numeric(parts.width), variant=parts.variant)
+    rows.loc[rows.model == teacher, "variant"] = "teacher"
+    rows = rows.dropna(subset=["variant"])
+    return rows.merge(
+        cost[["model", "scale", "params", "macs_720p_G"]], on=["model", "scale"], how="left"
+    )
+
+
+def width_figure(summary: str, cost: str, teacher: str, out: str) -> Path:
+    """PSNR against student parameters per variant; the teacher as a dashed line and the
+    "25 % of the parameters" mark as a dotted one."""
+    rows = ail_rows(pd.read_csv(summary, sep="\t"), pd.read_csv(cost, sep="\t"), teacher)
+    students = rows[rows.variant != "teacher"]
+    grid = sns.relplot(
+        data=students,
+        x="params",
+        y="psnr_y",
+        hue="variant",
+        style="variant",
+        col="set",
+        row="scale",
+        kind="line",
+        markers=True,
+        dashes=False,
+        height=3.4,
+        aspect=1.1,
+        facet_kws={"sharey": False},
+    )
+    for (scale, set_name), ax in grid.axes_dict.items():
+        ref = rows[(rows.variant == "teacher") & (rows.scale == scale) & (rows.set == set_name)]
+        if len(ref):
+            ax.axhline(ref.psnr_y.item(), color="black", linestyle="--", label="teacher")
+            ax.axvline(0.25 * ref.params.item(), color="grey", linestyle=":", label="25 % params")
+        ax.set_xscale("log")
+    grid.set_axis_labels("student parameters", "PSNR-Y (dB)")
+    grid.figure.suptitle("AIL vs plain training at equal budget (dashed: teacher)", y=1.03)
+    return save(grid.figure, out)
+
+
+def ail_table(summary: pd.DataFrame, cost: pd.DataFrame, teacher: str) -> pd.DataFrame:
+    """Rows: teacher, then each width's variants and the AIL − plain gain; columns: params,
+    MACs and PSNR / SSIM per set and scale."""
+    rows = ail_rows(summary, cost, teacher)
+    rows["column"] = rows.set + " ×" + rows.scale.astype(str)
+    rows["cell"] = rows.psnr_y.map("{:.2f}".format) + " / " + rows.ssim_y.map("{:.4f}".format)
+    cells = rows.pivot_table(index="model", columns="column", values="cell", aggfunc="first")
+    psnr = rows.pivot_table(index="model", columns="column", values="psnr_y")
+    info = rows.groupby("model")[["width", "variant", "params", "macs_720p_G"]].first()
+    out: dict[str, dict] = {}
+    if teacher in info.index:
+        out[f"{teacher} (VDSR teacher)"] = _row(info.loc[teacher], cells.loc[teacher])
+    students = info[info.variant != "teacher"]
+    for width, group in students.groupby("width"):
+        by_variant = dict(zip(group.variant, group.index, strict=True))
+        for variant in ("plain", "ail", "noteacher"):
+            if variant in by_variant:
+                model = by_variant[variant]
+                out[f"w{int(width)} {variant}"] = _row(info.loc[model], cells.loc[model])
+        if {"plain", "ail"} <= set(by_variant):
+            gain = psnr.loc[by_variant["ail"]] - psnr.loc[by_variant["plain"]]
+            out[f"w{int(width)} gain ail−plain"] = gain.map("{:+.2f} dB".format).to_dict()
+    return pd.DataFrame.from_dict(out, orient="index").fillna("")
+
+
+def _row(info: pd.Series, cells: pd.Series) -> dict:
+    return {
+        "params": int(info.params),
+        "MACs_720p_G": round(float(info.macs_720p_G), 2),
+        **cells.to_dict(),
+    }
