@@ -187,3 +187,34 @@ def test_fit_runs_a_custom_objective_with_extras(train_dir, tmp_path):
     )
     log = pd.read_csv(tmp_path / "log.tsv", sep="\t")
     assert np.allclose(log.half, log.loss / 2)
+
+
+def test_y_channel_objectives(train_dir, tmp_path):
+    from litesr.models import build
+
+    torch.manual_seed(0)
+    vdsr = build("vdsr", scale=2, width=4, depth=3)
+    lr, hr = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 16, 16)
+    mean, _ = pixel_objective("l2", "y")(vdsr, lr, hr)
+    total, _ = pixel_objective("l2_sum", "y")(vdsr, lr, hr)
+    assert total.item() == pytest.approx(mean.item() * 2 * 16 * 16, rel=1e-5)
+    with pytest.raises(ValueError, match="predicts Y"):
+        pixel_objective("l1", "y")(build(ARCH, scale=2, **ARGS), lr, hr)
+    out = train_model(
+        "vdsr",
+        {"width": 4, "depth": 3},
+        {
+            **RECIPE,
+            "channel": "y",
+            "loss": "l2_sum",
+            "optimizer": "sgd",
+            "lr": 0.01,
+            "grad_clip": 0.4,
+        },
+        train_dir,
+        2,
+        tmp_path / "v.safetensors",
+        tmp_path / "v.tsv",
+        progress=False,
+    )
+    assert np.isfinite(pd.read_csv(tmp_path / "v.tsv", sep="\t").loss).all() and out.exists()

@@ -90,7 +90,17 @@ def test_default_dag_runs_end_to_end(tmp_path):
     audit = (wd / "reports" / "audit.ipynb").read_text()
     assert "AUDIT PASSED" in audit
     summary = pd.read_csv(wd / "results/tables/psnr_ssim.tsv", sep="\t")
-    assert set(summary.model) == {"bicubic", "teacher", "student"}
+    ail = {f"ail-w{w}-{v}" for w in (4, 8) for v in ("pretrain", "plain", "ail", "noteacher")}
+    assert set(summary.model) == {"bicubic", "teacher", "student", "vdsr_teacher"} | ail
+    for name in (
+        "psnr_vs_cost",
+        "training_curves",
+        "crops_x4",
+        "ail_importance",
+        "ail_rounds",
+        "ail_width",
+    ):
+        assert (wd / "results" / "figures" / f"{name}.png").stat().st_size > 10_000, name
     assert summary.psnr_y.between(15, 50).all()
     cost = pd.read_csv(wd / "results/tables/cost.tsv", sep="\t")
     assert (cost.params > 0).all() and (cost.cpu_latency_ms > 0).all()

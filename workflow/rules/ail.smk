@@ -16,7 +16,7 @@ if AIL:
             "args": {"width": _w, "depth": AIL_DEPTH},
             "train": AIL["pretrain"],
         }
-        METHOD_MODELS.extend(f"ail-w{_w}-{v}" for v in AIL["variants"])
+        METHOD_MODELS.extend(f"ail-w{_w}-{v}" for v in ("pretrain", *AIL["variants"]))
     METHOD_FIGURES.extend(
         [
             ("AIL: importance maps over rounds", f"results/figures/ail_importance.png"),

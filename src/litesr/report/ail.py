@@ -21,7 +21,7 @@ from litesr.models.store import load_model  # noqa: E402
 from litesr.models.vdsr import rgb_to_ycbcr, upsample_bicubic  # noqa: E402
 from litesr.report.figures import save  # noqa: E402
 
-NAME = re.compile(r"^ail-w(?P<width>\d+)-(?P<variant>plain|ail|noteacher)$")
+NAME = re.compile(r"^ail-w(?P<width>\d+)-(?P<variant>pretrain|plain|ail|noteacher)$")
 
 
 def _tensor(img: np.ndarray) -> torch.Tensor:
@@ -98,7 +98,7 @@ def width_figure(summary: str, cost: str, teacher: str, out: str) -> Path:
     """PSNR against student parameters per variant; the teacher as a dashed line and the
     "25 % of the parameters" mark as a dotted one."""
     rows = ail_rows(pd.read_csv(summary, sep="\t"), pd.read_csv(cost, sep="\t"), teacher)
-    students = rows[rows.variant != "teacher"]
+    students = rows[~rows.variant.isin(["teacher", "pretrain"])]
     grid = sns.relplot(
         data=students,
         x="params",
@@ -140,7 +140,7 @@ def ail_table(summary: pd.DataFrame, cost: pd.DataFrame, teacher: str) -> pd.Dat
     students = info[info.variant != "teacher"]
     for width, group in students.groupby("width"):
         by_variant = dict(zip(group.variant, group.index, strict=True))
-        for variant in ("plain", "ail", "noteacher"):
+        for variant in ("pretrain", "plain", "ail", "noteacher"):
             if variant in by_variant:
                 model = by_variant[variant]
                 out[f"w{int(width)} {variant}"] = _row(info.loc[model], cells.loc[model])

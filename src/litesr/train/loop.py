@@ -34,12 +34,18 @@ class TrainingDiverged(RuntimeError):
 
 
 def pixel_objective(loss: str, channel: str = "rgb") -> Objective:
-    """Plain supervised objective: L1 or L2 between the SR output and the HR patch.
+    """Plain supervised objective: L1, L2 (means) or ``l2_sum`` (the squared error summed over
+    batch and pixels, as VDSR-style recipes with gradient clipping use) between the SR output
+    and the HR patch.
 
     With ``channel="y"`` the loss is taken on BT.601 Y alone, for networks that predict Y
     (they expose ``predict_y``, e.g. VDSR).
     """
-    fn = nn.functional.l1_loss if loss == "l1" else nn.functional.mse_loss
+    fn = {
+        "l1": nn.functional.l1_loss,
+        "l2": nn.functional.mse_loss,
+        "l2_sum": lambda pred, target: nn.functional.mse_loss(pred, target, reduction="sum"),
+    }[loss]
     if channel == "rgb":
         return lambda model, lr, hr: (fn(model(lr), hr), {})
 

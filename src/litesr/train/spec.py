@@ -34,7 +34,7 @@ class TrainSpec:
 
     OPTIMIZERS = ("adam", "sgd")
     SCHEDULERS = ("none", "multistep", "cosine", "onecycle")
-    LOSSES = ("l1", "l2")
+    LOSSES = ("l1", "l2", "l2_sum")
     CHANNELS = ("rgb", "y")
 
     def __post_init__(self) -> None:
