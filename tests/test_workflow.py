@@ -3,6 +3,7 @@ real end-to-end run of the embedded default down to reports/all.pdf."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -20,9 +21,12 @@ WORKFLOW_FILES = ("Snakefile", "workflow", "config", "notebooks", "envs")
 
 def snakemake(*args: str, cwd: Path = REPO, timeout: int = 120) -> subprocess.CompletedProcess:
     """Run snakemake; its messages (stdout and stderr) are returned together as ``stdout``."""
+    # Jobs call the `litesr` command: put this interpreter's scripts folder on PATH.
+    env = os.environ | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     return subprocess.run(
         [*SNAKEMAKE, *args],
         cwd=cwd,
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -1,6 +1,7 @@
 """Cost: parameters, MACs, CPU/GPU latency and peak memory of every model, in one table.
 
-It runs alone on the machine (all cores claimed) so that latency is not disturbed.
+It claims `cost.reserve_cores` cores (default 8; Snakemake caps it at --cores) so that on a
+workstation nothing runs beside the latency measurement, which itself uses `cost.threads`.
 """
 
 
@@ -15,7 +16,7 @@ rule cost:
         threads=config.get("cost", {}).get("threads", 1),
         device=config.get("cost", {}).get("device", "auto"),
         names=lambda w: model_names(),
-    threads: workflow.cores
+    threads: config.get("cost", {}).get("reserve_cores", 8)
     log:
         "logs/cost.log",
     benchmark:
