@@ -21,6 +21,7 @@ from litesr.models.store import load_model  # noqa: E402
 from litesr.models.vdsr import rgb_to_ycbcr, upsample_bicubic  # noqa: E402
 from litesr.report.figures import save  # noqa: E402
 
+COLORS = {"plain": "tab:blue", "ail": "tab:orange", "noteacher": "tab:green"}
 NAME = re.compile(r"^ail-w(?P<width>\d+)-(?P<variant>pretrain|plain|ail|noteacher)$")
 
 
@@ -68,9 +69,18 @@ def round_curves(logs: list[str], labels: list[str], out: str) -> Path:
             for p, label in zip(logs, labels, strict=True)
         ]
     )
+    palette = {label: COLORS.get(label.split()[-1], "grey") for label in labels}
     fig, (ax_loss, ax_w) = plt.subplots(1, 2, figsize=(11, 3.8))
-    sns.lineplot(data=data, x="global_step", y="loss", hue="variant", ax=ax_loss)
-    sns.lineplot(data=data, x="global_step", y="mean_w", hue="variant", ax=ax_w, legend=False)
+    sns.lineplot(data=data, x="global_step", y="loss", hue="variant", palette=palette, ax=ax_loss)
+    sns.lineplot(
+        data=data,
+        x="global_step",
+        y="mean_w",
+        hue="variant",
+        palette=palette,
+        ax=ax_w,
+        legend=False,
+    )
     starts = data.groupby("round").global_step.min().iloc[1:]
     for ax in (ax_loss, ax_w):
         for step in starts:
