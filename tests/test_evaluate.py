@@ -94,3 +94,16 @@ def test_model_evaluation_rounds_output_like_a_png(tmp_path):
         progress=False,
     )
     assert len(table) == 1 and (tmp_path / "sr" / "a.png").exists()
+
+
+def test_device_setting_auto_and_bad_values():
+    from litesr.device import resolve_device
+    from litesr.evaluate.run import upscaler
+
+    assert resolve_device("auto").type in {"cpu", "cuda"}
+    assert callable(upscaler("bicubic", "auto"))
+    with pytest.raises(ValueError, match="gpu0"):
+        resolve_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="CUDA is not available"):
+            resolve_device("cuda")

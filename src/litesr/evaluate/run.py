@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 
 from litesr.data.images import list_images, read_image, write_png
 from litesr.data.resize import bicubic_upsample
+from litesr.device import resolve_device
 from litesr.evaluate.metrics import psnr_rgb, psnr_y, ssim_y
 from litesr.models.store import load_model
 from litesr.tsv import write_tsv
@@ -46,7 +47,7 @@ def upscaler(model_ref: str, device: str = "cpu"):
     """A function uint8 LR → uint8 SR for a safetensors file, or for ``bicubic``."""
     if model_ref == BICUBIC:
         return lambda lr, scale: bicubic_upsample(lr, scale)
-    dev = torch.device(device)
+    dev = resolve_device(device)
     model, _ = load_model(model_ref, device=dev)
     model.eval()
     return lambda lr, scale: super_resolve(model, lr, dev)

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from litesr.device import resolve_device
 from litesr.models.vdsr import rgb_to_ycbcr
 from litesr.train.patches import PatchSampler
 from litesr.train.spec import TrainSpec
@@ -57,15 +58,6 @@ def pixel_objective(loss: str, channel: str = "rgb") -> Objective:
         return fn(model.predict_y(lr), rgb_to_ycbcr(hr)[:, :1]), {}
 
     return objective
-
-
-def resolve_device(device: str) -> torch.device:
-    """``cpu``, ``cuda`` or ``auto`` (CUDA when present)."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' requested but CUDA is not available; use cpu or auto")
-    return torch.device(device)
 
 
 def make_optimizer(params, spec: TrainSpec) -> torch.optim.Optimizer:
