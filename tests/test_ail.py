@@ -163,7 +163,7 @@ ROUND = {
 }
 
 
-def run_ail(setup, out, variant="ail"):
+def run_ail(setup, out, variant="ail", device="cpu"):
     data, teacher, student, _ = setup
     return train_ail(
         variant,
@@ -176,6 +176,7 @@ def run_ail(setup, out, variant="ail"):
         IMP,
         out,
         out.with_name("log.tsv"),
+        device=device,
         progress=False,
     )
 
@@ -204,6 +205,11 @@ def test_plain_variant_differs_from_ail_at_equal_budget(setup, tmp_path):
     plain = run_ail(setup, tmp_path / "plain" / "model.safetensors", variant="plain")
     la, lp = (pd.read_csv(p.with_name("log.tsv"), sep="\t") for p in (ail, plain))
     assert len(la) == len(lp) and (lp.mean_w == 1).all() and (la.mean_w < 1).any()
+
+
+def test_device_auto_is_accepted(setup, tmp_path):
+    out = run_ail(setup, tmp_path / "auto" / "model.safetensors", device="auto")
+    assert load_model(out)[1]["variant"] == "ail"
 
 
 def test_ail_refuses_a_non_vdsr_start(setup, tmp_path):

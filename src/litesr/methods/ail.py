@@ -29,6 +29,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from litesr.device import resolve_device
 from litesr.models.store import load_model, save_model
 from litesr.models.vdsr import rgb_to_ycbcr, upsample_bicubic
 from litesr.train.loop import fit
@@ -154,7 +155,8 @@ def train_ail(
         raise ValueError(
             f"{init}: AIL needs a ×{scale} VDSR student, got {meta['arch']} ×{model.scale}"
         )
-    teacher_model = load_model(teacher, device=device)[0] if variant == "ail" else None
+    dev = resolve_device(device)
+    teacher_model = load_model(teacher, device=dev)[0] if variant == "ail" else None
     sampler = PatchSampler(
         load_pairs(data_dir, scale, spec.lr_patch), scale, spec.lr_patch, augment=spec.augment
     )
@@ -165,7 +167,7 @@ def train_ail(
             model = load_model(path)[0]
             logs.append(pd.read_csv(round_log, sep="\t"))
             continue
-        snapshot = copy.deepcopy(model).eval().requires_grad_(False) if r > 0 else None
+        snapshot = copy.deepcopy(model).to(dev).eval().requires_grad_(False) if r > 0 else None
         objective = AILObjective(variant, r, imp, teacher_model, snapshot)
         round_spec = TrainSpec.from_dict({**recipe, "seed": spec.seed + r})
         log.info("AIL %s round %d/%d (λ_r = %.2f)", variant, r, rounds, imp.round_lambda(r))
@@ -175,7 +177,7 @@ def train_ail(
             round_spec,
             checkpoint=path.with_suffix(".ckpt"),
             log_tsv=round_log,
-            device=device,
+            device=str(dev),
             objective=objective,
             fingerprint=f"{variant}{r}{init}{teacher}",
             progress=progress,
