@@ -9,7 +9,9 @@ if AIL:
     AIL_TEACHER = AIL["teacher"]
     AIL_DEPTH = MODEL_SPECS[AIL_TEACHER].get("args", {}).get("depth", 20)
     AIL_ROUNDS = AIL["rounds"]
-    AIL_W0, AIL_S0 = AIL["widths"][0], SCALES[0]
+    AIL_W0, AIL_S0 = AIL["maps"].get("width", AIL["widths"][0]), SCALES[0]
+    if AIL_W0 not in AIL["widths"]:
+        raise ValueError(f"config ail.maps.width {AIL_W0} is not one of ail.widths {AIL['widths']}")
     for _w in AIL["widths"]:
         MODEL_SPECS[f"ail-w{_w}-pretrain"] = {
             "arch": "vdsr",

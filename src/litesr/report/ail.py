@@ -57,7 +57,7 @@ def importance_maps(
     for ax in axes:
         ax.axis("off")
     fig.colorbar(shown, ax=axes[1:].tolist(), shrink=0.8, label="importance w")
-    fig.suptitle("AIL importance over rounds: easy pixels (bright) first, hard ones later")
+    fig.suptitle("AIL importance over rounds: easy pixels (bright) first, hard ones later", y=1.08)
     return save(fig, out)
 
 
