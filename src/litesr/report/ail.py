@@ -109,12 +109,16 @@ def width_figure(summary: str, cost: str, teacher: str, out: str) -> Path:
     "25 % of the parameters" mark as a dotted one."""
     rows = ail_rows(pd.read_csv(summary, sep="\t"), pd.read_csv(cost, sep="\t"), teacher)
     students = rows[~rows.variant.isin(["teacher", "pretrain"])]
+    order = [v for v in COLORS if v in set(students.variant)]
     grid = sns.relplot(
         data=students,
         x="params",
         y="psnr_y",
         hue="variant",
         style="variant",
+        hue_order=order,
+        style_order=order,
+        palette=COLORS,
         col="set",
         row="scale",
         kind="line",
