@@ -209,4 +209,4 @@ def test_ail_table_has_gain_rows_and_costs():
     assert "bicubic" not in " ".join(table.index)
     assert table.loc["w8 gain ail−plain", "Set5 ×4"] == "+0.30 dB"
     assert table.loc["w8 ail", "Set5 ×4"] == "30.30 / 0.8700"
-    assert table.loc["vdsr_t (VDSR teacher)", "params"] == 664704
+    assert table.loc["vdsr_t (VDSR teacher)", "params"] == "664,704"

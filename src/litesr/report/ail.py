@@ -166,7 +166,7 @@ def ail_table(summary: pd.DataFrame, cost: pd.DataFrame, teacher: str) -> pd.Dat
 
 def _row(info: pd.Series, cells: pd.Series) -> dict:
     return {
-        "params": int(info.params),
-        "MACs_720p_G": round(float(info.macs_720p_G), 2),
+        "params": f"{int(info.params):,}",
+        "MACs_720p_G": f"{info.macs_720p_G:.2f}",
         **cells.to_dict(),
     }

@@ -53,7 +53,11 @@ def provenance_text(config: dict[str, Any]) -> str:
     packages = info.pop("packages")
     lines = [f"{k:>14}: {v}" for k, v in info.items()]
     lines += ["", "packages:"] + [f"{k:>14}: {v}" for k, v in packages.items()]
-    lines += ["", "configuration:", yaml.safe_dump(config, sort_keys=False, width=90)]
+    lines += [
+        "",
+        "configuration:",
+        yaml.safe_dump(config, sort_keys=False, width=100, default_flow_style=None),
+    ]
     return "\n".join(lines)
 
 
