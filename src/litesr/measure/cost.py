@@ -52,6 +52,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
 import litesr
+from litesr.device import resolve_device
 from litesr.models.store import load_model
 from litesr.tsv import write_tsv
 
@@ -196,11 +197,7 @@ def use_cuda(device: str) -> bool:
 
     'cuda' without CUDA raises RuntimeError up front, before any slow CPU measurement.
     """
-    if device not in {"cpu", "cuda", "auto"}:
-        raise ValueError(f"device must be 'cpu', 'cuda' or 'auto', not {device!r}")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device='cuda' requested but torch.cuda.is_available() is False")
-    return device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    return resolve_device(device).type == "cuda"
 
 
 def measure_model(
