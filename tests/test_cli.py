@@ -24,6 +24,21 @@ def litesr(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+def prepare_folder(folder: Path, scale: int, out: Path) -> list[str]:
+    """Arguments of `litesr prepare` for a folder of HR images."""
+    return [
+        "prepare",
+        "--source",
+        "folder",
+        "--where",
+        json.dumps(str(folder)),
+        "--scale",
+        str(scale),
+        "--out",
+        str(out),
+    ]
+
+
 @pytest.fixture
 def folder(tmp_path) -> Path:
     rng = np.random.default_rng(1)
@@ -34,23 +49,7 @@ def folder(tmp_path) -> Path:
 
 def test_prepare_folder_writes_modcropped_hr_and_lr(folder, tmp_path):
     out = tmp_path / "prepared"
-    assert (
-        main(
-            [
-                "-q",
-                "prepare",
-                "--source",
-                "folder",
-                "--where",
-                json.dumps(str(folder)),
-                "--scale",
-                "4",
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    assert main(["-q", *prepare_folder(folder, 4, out)]) == 0
     from litesr.data.images import read_image
 
     hr, lr = read_image(out / "HR" / "ok0.png"), read_image(out / "LR" / "ok0.png")
@@ -61,17 +60,7 @@ def test_prepare_folder_writes_modcropped_hr_and_lr(folder, tmp_path):
 def test_corrupt_image_is_named_and_no_half_output_is_left(folder, tmp_path):
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
     out = tmp_path / "prepared"
-    result = litesr(
-        "prepare",
-        "--source",
-        "folder",
-        "--where",
-        json.dumps(str(folder)),
-        "--scale",
-        "2",
-        "--out",
-        str(out),
-    )
+    result = litesr(*prepare_folder(folder, 2, out))
     assert result.returncode == 1
     assert "broken.png" in result.stderr and "Traceback" not in result.stderr
     assert not out.exists() and not list(tmp_path.glob(".prepared*"))
