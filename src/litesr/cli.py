@@ -7,6 +7,7 @@ as one line naming the file and the problem, with exit status 1.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
@@ -16,6 +17,10 @@ from litesr.data.download import DownloadError
 from litesr.train.loop import TrainingDiverged
 
 USER_ERRORS = (ValueError, OSError, KeyError, DownloadError, TrainingDiverged)
+
+# Sub-commands that live beside the code they drive: each module has ``add_parser(sub)``,
+# which adds its sub-parser and sets ``func`` (called with the parsed arguments).
+PLUGGED_COMMANDS: tuple[str, ...] = ()
 
 
 def _json(text: str):
@@ -180,6 +185,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out", type=Path, required=True)
     s.add_argument("--spec", type=_json, required=True, help="JSON: tables, figures, config")
     s.set_defaults(func=cmd_report)
+
+    for module in PLUGGED_COMMANDS:
+        importlib.import_module(module).add_parser(sub)
     return p
 
 
