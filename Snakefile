@@ -20,11 +20,17 @@ validate(config, "config/schema.yaml")
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
-include: "workflow/rules/ail.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/methods.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/cost.smk"
 include: "workflow/rules/report.smk"
+
+
+# Methods that need rules beyond the shared ones bring a rules file (defining rules only).
+for _rules in PLAN.rules:
+
+    include: _rules
 
 
 rule all:

@@ -11,15 +11,8 @@ import torch
 
 from litesr.data.images import write_png
 from litesr.data.sources import prepare_set
-from litesr.methods.ail import (
-    AILObjective,
-    Importance,
-    round_files,
-    round_importance,
-    teacher_importance,
-    train_ail,
-    weighted_loss,
-)
+from litesr.methods.ail import AILTask, Importance, round_files, train_rounds
+from litesr.methods.ail.importance import round_importance, teacher_importance, weighted_loss
 from litesr.models.store import load_model
 from litesr.train.run import train_model
 
@@ -95,25 +88,35 @@ class Constant(torch.nn.Module):
     def __init__(self, shift: float) -> None:
         super().__init__()
         self.shift, self.scale = shift, 2
+        self.bias = torch.nn.Parameter(torch.zeros(()))
 
     def forward_y(self, y):
-        return y + self.shift
+        return y + self.shift + self.bias
 
 
-def test_objective_weights_per_variant():
+def test_task_weights_per_variant():
     y_bic, y = torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 4, 4)
-    teacher, snapshot = Constant(0.03), Constant(0.1)
-    w_ail0 = AILObjective("ail", 0, IMP, teacher, None).weights(y_bic, y)
+    student, teacher, snapshot = Constant(0.0), Constant(0.03), Constant(0.1)
+    w_ail0 = AILTask(student, "ail", 0, IMP, teacher, None).weights(y_bic, y)
     assert torch.allclose(w_ail0, torch.full_like(y, sig(-2.0) / sig(1.0)))
-    w_ail2 = AILObjective("ail", 2, IMP, teacher, snapshot).weights(y_bic, y)
+    w_ail2 = AILTask(student, "ail", 2, IMP, teacher, snapshot).weights(y_bic, y)
     assert torch.allclose(w_ail2, w_ail0 + 0.30 * math.exp(-1.0))
     assert torch.equal(
-        AILObjective("plain", 3, IMP, None, snapshot).weights(y_bic, y), torch.ones_like(y)
+        AILTask(student, "plain", 3, IMP, None, snapshot).weights(y_bic, y), torch.ones_like(y)
     )
-    w_u = AILObjective("noteacher", 0, IMP, None, None).weights(y_bic, y)
+    w_u = AILTask(student, "noteacher", 0, IMP, None, None).weights(y_bic, y)
     assert torch.equal(w_u, torch.full_like(y, 0.5))
     with pytest.raises(ValueError, match="teacher"):
-        AILObjective("ail", 0, IMP, None, None)
+        AILTask(student, "ail", 0, IMP, None, None)
+    with pytest.raises(ValueError, match="snapshot"):
+        AILTask(student, "noteacher", 1, IMP, None, None)
+
+
+def test_task_trains_the_student_alone():
+    student, teacher, snapshot = Constant(0.0), Constant(0.03), Constant(0.1)
+    task = AILTask(student, "ail", 1, IMP, teacher, snapshot)
+    assert set(task.trainable_state()) == {"student.bias"}
+    assert [p for p in task.parameters() if p.requires_grad] == [student.bias]
 
 
 @pytest.fixture(scope="module")
@@ -130,25 +133,18 @@ def setup(tmp_path_factory):
         paths.append(root / "src" / f"{i}.png")
     data = prepare_set(paths, 2, root / "x2", progress=False)
     recipe = {"steps": 4, "batch_size": 2, "lr_patch": 8, "channel": "y", "loss": "l2"}
-    teacher = train_model(
-        "vdsr",
-        {"width": 8, "depth": 4},
-        recipe,
-        data,
-        2,
-        root / "t.safetensors",
-        root / "t.tsv",
-        progress=False,
-    )
-    student = train_model(
-        "vdsr",
-        {"width": 4, "depth": 4},
-        recipe,
-        data,
-        2,
-        root / "s.safetensors",
-        root / "s.tsv",
-        progress=False,
+    teacher, student = (
+        train_model(
+            arch="vdsr",
+            args={"width": width, "depth": 4},
+            recipe=recipe,
+            data=data,
+            scale=2,
+            out=root / f"{name}.safetensors",
+            log=root / f"{name}.tsv",
+            progress=False,
+        )
+        for name, width in (("t", 8), ("s", 4))
     )
     return data, teacher, student, root
 
@@ -165,17 +161,18 @@ ROUND = {
 
 def run_ail(setup, out, variant="ail", device="cpu"):
     data, teacher, student, _ = setup
-    return train_ail(
-        variant,
-        student,
-        teacher,
-        data,
-        2,
-        3,
-        ROUND,
-        IMP,
-        out,
-        out.with_name("log.tsv"),
+    return train_rounds(
+        variant=variant,
+        init=student,
+        teacher=teacher,
+        data=data,
+        scale=2,
+        rounds=3,
+        recipe=ROUND,
+        importance={},
+        out=out,
+        log=out.with_name("log.tsv"),
+        stages=out.parent / "stages",
         device=device,
         progress=False,
     )
@@ -183,7 +180,7 @@ def run_ail(setup, out, variant="ail", device="cpu"):
 
 def test_rounds_are_saved_logged_and_resumable(setup, tmp_path):
     out = run_ail(setup, tmp_path / "a" / "model.safetensors")
-    files = round_files(out, 3)
+    files = round_files(out.parent / "stages", 3)
     assert all(f.exists() for f in files)
     log = pd.read_csv(out.with_name("log.tsv"), sep="\t")
     assert log["round"].tolist() == [0] * 3 + [1] * 3 + [2] * 3
@@ -192,7 +189,7 @@ def test_rounds_are_saved_logged_and_resumable(setup, tmp_path):
     # Kill after round 0: drop the later rounds and the final model, then run again.
     again = tmp_path / "b" / "model.safetensors"
     run_ail(setup, again)
-    for f in round_files(again, 3)[1:]:
+    for f in round_files(again.parent / "stages", 3)[1:]:
         f.unlink()
     again.unlink()
     run_ail(setup, again)
@@ -215,26 +212,66 @@ def test_device_auto_is_accepted(setup, tmp_path):
 def test_ail_refuses_a_non_vdsr_start(setup, tmp_path):
     data, teacher, _, root = setup
     edsr = train_model(
-        "edsr",
-        {"n_resblocks": 1, "n_feats": 4},
-        {"steps": 1, "lr_patch": 8, "batch_size": 1},
-        data,
-        2,
-        root / "e.safetensors",
-        root / "e.tsv",
+        arch="edsr",
+        args={"n_resblocks": 1, "n_feats": 4},
+        recipe={"steps": 1, "lr_patch": 8, "batch_size": 1},
+        data=data,
+        scale=2,
+        out=root / "e.safetensors",
+        log=root / "e.tsv",
         progress=False,
     )
     with pytest.raises(ValueError, match="VDSR"):
-        train_ail(
-            "ail",
-            edsr,
-            teacher,
-            data,
-            2,
-            1,
-            ROUND,
-            IMP,
-            tmp_path / "m.safetensors",
-            tmp_path / "l.tsv",
+        train_rounds(
+            variant="ail",
+            init=edsr,
+            teacher=teacher,
+            data=data,
+            scale=2,
+            rounds=1,
+            recipe=ROUND,
+            importance={},
+            out=tmp_path / "m.safetensors",
+            log=tmp_path / "l.tsv",
+            stages=tmp_path / "stages",
             progress=False,
         )
+
+
+def test_ail_table_groups_by_metadata_not_by_name():
+    from litesr.methods.ail.report import ail_table
+
+    models = ["vdsr_t", "s_plain", "s_ail", "s_noteacher"]  # names say nothing
+    summary = pd.DataFrame(
+        {
+            "model": [*models, "bicubic"],
+            "set": "Set5",
+            "scale": 4,
+            "psnr_y": [31.0, 30.0, 30.3, 30.1, 28.4],
+            "ssim_y": [0.88, 0.86, 0.87, 0.865, 0.81],
+            "psnr_rgb": 0.0,
+        }
+    )
+    cost = pd.DataFrame(
+        {
+            "model": models,
+            "scale": 4,
+            "params": [664704, 27612, 27612, 27612],
+            "macs_720p_G": [612.6, 25.4, 25.4, 25.4],
+        }
+    )
+    catalog = pd.DataFrame(
+        {
+            "model": models,
+            "scale": 4,
+            "arch": "vdsr",
+            "method": ["", "ail", "ail", "ail"],
+            "variant": ["", "plain", "ail", "noteacher"],
+            "size": [None, 8, 8, 8],
+        }
+    )
+    table = ail_table(summary, cost, catalog, "vdsr_t")
+    assert "bicubic" not in " ".join(table.index)
+    assert table.loc["w8 gain ail−plain", "Set5 ×4"] == "+0.30 dB"
+    assert table.loc["w8 ail", "Set5 ×4"] == "30.30 / 0.8700"
+    assert table.loc["vdsr_t (VDSR teacher)", "params"] == "664,704"

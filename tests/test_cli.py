@@ -108,23 +108,43 @@ def test_bad_json_argument_is_a_usage_error(tmp_path):
     assert result.returncode == 2 and "not valid JSON" in result.stderr
 
 
+def train_spec(tmp_path, **change) -> str:
+    spec = {
+        "arch": "edsr",
+        "args": {},
+        "recipe": {"steps": 1},
+        "data": str(tmp_path),
+        "scale": 2,
+        "out": str(tmp_path / "m.safetensors"),
+        "log": str(tmp_path / "l.tsv"),
+    }
+    return json.dumps({**spec, **change})
+
+
 def test_unknown_architecture_in_train(tmp_path):
-    result = litesr(
-        "train",
-        "--arch",
-        "srcnn9000",
-        "--recipe",
-        '{"steps": 1}',
-        "--data",
-        str(tmp_path),
-        "--scale",
-        "2",
-        "--out",
-        str(tmp_path / "m.safetensors"),
-        "--log",
-        str(tmp_path / "l.tsv"),
-    )
+    result = litesr("train", "--spec", train_spec(tmp_path, arch="srcnn9000"))
     assert result.returncode == 1 and "srcnn9000" in result.stderr
+
+
+def test_a_wrong_spec_key_is_named_not_a_traceback(tmp_path):
+    result = litesr("train", "--spec", train_spec(tmp_path, epochs=3))
+    assert result.returncode == 1 and "epochs" in result.stderr
+    assert "Traceback" not in result.stderr
+    result = litesr("run", "ail", "rounds", "--spec", '{"variant": "ail"}')
+    assert result.returncode == 1 and "missing" in result.stderr and "Traceback" not in result.stderr
+    result = litesr("run", "nosuchmethod", "x", "--spec", "{}")
+    assert result.returncode == 1 and "nosuchmethod" in result.stderr and "ail" in result.stderr
+
+
+def test_a_bug_keeps_its_traceback(tmp_path, monkeypatch):
+    from litesr import cli
+
+    def buggy(_args):
+        raise KeyError("internal")
+
+    monkeypatch.setattr(cli, "cmd_summarize", buggy)
+    with pytest.raises(KeyError):
+        cli.main(["summarize", "--out", str(tmp_path / "x.tsv"), str(tmp_path / "y.tsv")])
 
 
 def test_embedded_default_sets_ship_with_scikit_image_and_are_disjoint():

@@ -54,6 +54,19 @@ def results(tmp_path):
         ),
         tmp_path / "cost.tsv",
     )
+    catalog = write_tsv(
+        pd.DataFrame(
+            {
+                "model": ["teacher", "student"],
+                "scale": [4, 4],
+                "arch": ["edsr", "rlfn"],
+                "method": "",
+                "variant": "",
+                "size": None,
+            }
+        ),
+        tmp_path / "models.tsv",
+    )
     logs = []
     for model in ("teacher", "student"):
         steps = np.arange(1, 101)
@@ -63,7 +76,14 @@ def results(tmp_path):
                 tmp_path / f"{model}_log.tsv",
             )
         )
-    return {"per_image": paths, "summary": summary, "cost": cost, "logs": logs, "dir": tmp_path}
+    return {
+        "per_image": paths,
+        "summary": summary,
+        "cost": cost,
+        "catalog": catalog,
+        "logs": logs,
+        "dir": tmp_path,
+    }
 
 
 def test_table_has_paper_cells():
@@ -112,7 +132,8 @@ def test_figures_and_pdf(results):
             "config": config,
             "summary": str(results["summary"]),
             "cost": str(results["cost"]),
-            "figures": [[t, str(p)] for t, p in figs],
+            "catalog": str(results["catalog"]),
+            "figures": [[t, str(p), f"what {t} shows"] for t, p in figs],
         },
     )
     assert pdf.read_bytes().startswith(b"%PDF-")
@@ -182,31 +203,3 @@ def test_audit_notebook_passes_on_true_table_and_fails_on_a_tampered_one(results
     bad = write_tsv(tampered, tmp_path / "tampered.tsv")
     failed = run_audit(results, bad, tmp_path / "bad.ipynb")
     assert failed.returncode != 0 and "psnr_y" in failed.stderr + failed.stdout
-
-
-def test_ail_table_has_gain_rows_and_costs():
-    from litesr.report.ail import ail_table
-
-    summary = pd.DataFrame(
-        {
-            "model": ["vdsr_t", "ail-w8-plain", "ail-w8-ail", "ail-w8-noteacher", "bicubic"],
-            "set": "Set5",
-            "scale": 4,
-            "psnr_y": [31.0, 30.0, 30.3, 30.1, 28.4],
-            "ssim_y": [0.88, 0.86, 0.87, 0.865, 0.81],
-            "psnr_rgb": 0.0,
-        }
-    )
-    cost = pd.DataFrame(
-        {
-            "model": ["vdsr_t", "ail-w8-plain", "ail-w8-ail", "ail-w8-noteacher"],
-            "scale": 4,
-            "params": [664704, 27612, 27612, 27612],
-            "macs_720p_G": [612.6, 25.4, 25.4, 25.4],
-        }
-    )
-    table = ail_table(summary, cost, "vdsr_t")
-    assert "bicubic" not in " ".join(table.index)
-    assert table.loc["w8 gain ail−plain", "Set5 ×4"] == "+0.30 dB"
-    assert table.loc["w8 ail", "Set5 ×4"] == "30.30 / 0.8700"
-    assert table.loc["vdsr_t (VDSR teacher)", "params"] == "664,704"

@@ -9,11 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from safetensors import safe_open
 
 from litesr.data.images import write_png
 from litesr.data.sources import prepare_set
 from litesr.models.store import load_model
-from litesr.train.loop import TrainingDiverged, fit, pixel_objective
+from litesr.atomic import OutputBusy, output_lock
+from litesr.train.loop import TrainingDiverged, fit
+from litesr.train.objectives import PixelTask, Task
 from litesr.train.patches import PatchSampler, load_pairs
 from litesr.train.run import train_model
 from litesr.train.spec import TrainSpec
@@ -49,10 +52,31 @@ def weights(path: Path) -> dict[str, torch.Tensor]:
     return load_model(path)[0].state_dict()
 
 
-def run(train_dir: Path, out: Path, **kw) -> Path:
+def run(train_dir: Path, out: Path, recipe: dict = RECIPE, **kw) -> Path:
     return train_model(
-        ARCH, ARGS, RECIPE, train_dir, 2, out, out.with_suffix(".tsv"), progress=False, **kw
+        arch=ARCH,
+        args=ARGS,
+        recipe=recipe,
+        data=train_dir,
+        scale=2,
+        out=out,
+        log=out.with_suffix(".tsv"),
+        progress=False,
+        **kw,
     )
+
+
+def fail_at_call(monkeypatch, n: int, error: BaseException) -> None:
+    """Make the n-th loss computation of PixelTask raise ``error`` (a kill, a NaN...)."""
+    original, calls = PixelTask.loss, {"n": 0}
+
+    def loss(self, lr, hr):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise error
+        return original(self, lr, hr)
+
+    monkeypatch.setattr(PixelTask, "loss", loss)
 
 
 def test_same_config_gives_bit_identical_weights(train_dir, tmp_path):
@@ -61,37 +85,22 @@ def test_same_config_gives_bit_identical_weights(train_dir, tmp_path):
         weights(run(train_dir, tmp_path / "b.safetensors")),
     )
     assert all(torch.equal(a[k], b[k]) for k in a)
-    other = dict(RECIPE, seed=4)
-    c = train_model(
-        ARCH,
-        ARGS,
-        other,
-        train_dir,
-        2,
-        tmp_path / "c.safetensors",
-        tmp_path / "c.tsv",
-        progress=False,
-    )
+    c = run(train_dir, tmp_path / "c.safetensors", recipe=dict(RECIPE, seed=4))
     assert not all(torch.equal(a[k], weights(c)[k]) for k in a)
 
 
-def test_killed_run_resumes_to_the_same_weights(train_dir, tmp_path):
+def test_killed_run_resumes_to_the_same_weights(train_dir, tmp_path, monkeypatch):
     reference = weights(run(train_dir, tmp_path / "ref.safetensors"))
     out = tmp_path / "resumed.safetensors"
-    plain = pixel_objective("l1")
-    calls = {"n": 0}
-
-    def dies_at_step_8(model, lr, hr):
-        calls["n"] += 1
-        if calls["n"] == 8:
-            raise KeyboardInterrupt("killed")
-        return plain(model, lr, hr)
-
-    with pytest.raises(KeyboardInterrupt):
-        run(train_dir, out, objective=dies_at_step_8)
+    with monkeypatch.context() as patch:
+        fail_at_call(patch, 8, KeyboardInterrupt("killed"))
+        with pytest.raises(KeyboardInterrupt):
+            run(train_dir, out)
     ckpt = out.with_name(out.name + ".ckpt")
     assert ckpt.exists() and not out.exists()
-    assert torch.load(ckpt, weights_only=False)["step"] == 5
+    with safe_open(ckpt, framework="pt") as handle:
+        assert handle.metadata()["step"] == "5"
+    assert not list(tmp_path.glob(".*.tmp")), "no temporary file is left behind"
     resumed = weights(run(train_dir, out))
     assert all(torch.equal(reference[k], resumed[k]) for k in reference)
     assert not ckpt.exists(), "checkpoint is removed once training completes"
@@ -99,21 +108,66 @@ def test_killed_run_resumes_to_the_same_weights(train_dir, tmp_path):
     assert log.step.tolist() == list(range(1, 13))
 
 
-def test_checkpoint_of_another_config_is_not_resumed(train_dir, tmp_path, caplog):
+def test_checkpoint_of_another_config_is_set_aside(train_dir, tmp_path, caplog, monkeypatch):
     out = tmp_path / "m.safetensors"
-    torch.save({"fingerprint": "other", "step": 11}, out.with_name(out.name + ".ckpt"))
+    with monkeypatch.context() as patch:
+        fail_at_call(patch, 8, KeyboardInterrupt("killed"))
+        with pytest.raises(KeyboardInterrupt):
+            run(train_dir, out, recipe=dict(RECIPE, seed=9))
     with caplog.at_level(logging.WARNING):
         run(train_dir, out)
     assert "another configuration" in caplog.text
+    assert len(list(tmp_path.glob("m.safetensors.ckpt.rejected-*"))) == 1
     assert len(pd.read_csv(out.with_suffix(".tsv"), sep="\t")) == 12
 
 
-def test_nan_loss_stops_with_a_clear_error(train_dir, tmp_path):
-    def nan_objective(model, lr, hr):
-        return model(lr).sum() * float("nan"), {}
+class _Payload:
+    """Unpickling this runs code: it creates the file named ``marker``."""
 
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_a_malicious_checkpoint_runs_nothing(train_dir, tmp_path, caplog):
+    out, marker = tmp_path / "m.safetensors", tmp_path / "pwned"
+    ckpt = out.with_name(out.name + ".ckpt")
+    torch.save({"fingerprint": "x", "payload": _Payload(marker)}, ckpt)  # a pickle
+    with caplog.at_level(logging.WARNING):
+        run(train_dir, out)
+    assert not marker.exists(), "the pickle payload ran"
+    assert "not a readable checkpoint" in caplog.text and str(ckpt) in caplog.text
+    assert out.exists() and not ckpt.exists()
+
+
+def test_a_truncated_checkpoint_is_set_aside(train_dir, tmp_path, caplog, monkeypatch):
+    reference = weights(run(train_dir, tmp_path / "ref.safetensors"))
+    out = tmp_path / "m.safetensors"
+    with monkeypatch.context() as patch:
+        fail_at_call(patch, 8, KeyboardInterrupt("killed"))
+        with pytest.raises(KeyboardInterrupt):
+            run(train_dir, out)
+    ckpt = out.with_name(out.name + ".ckpt")
+    ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
+    with caplog.at_level(logging.WARNING):
+        got = weights(run(train_dir, out))
+    assert str(ckpt) in caplog.text and list(tmp_path.glob("m.safetensors.ckpt.rejected-*"))
+    assert all(torch.equal(reference[k], got[k]) for k in reference), "started afresh"
+
+
+def test_two_trainings_of_one_output_do_not_collide(train_dir, tmp_path):
+    out = tmp_path / "m.safetensors"
+    with output_lock(out), pytest.raises(OutputBusy, match="m.safetensors"):
+        run(train_dir, out)
+    assert run(train_dir, out).exists()
+
+
+def test_nan_loss_stops_with_a_clear_error(train_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(PixelTask, "loss", lambda self, lr, hr: (self.student(lr).sum() * float("nan"), {}))
     with pytest.raises(TrainingDiverged, match="step 1"):
-        run(train_dir, tmp_path / "nan.safetensors", objective=nan_objective)
+        run(train_dir, tmp_path / "nan.safetensors")
     assert not (tmp_path / "nan.safetensors").exists()
 
 
@@ -165,28 +219,48 @@ def test_unknown_recipe_key_is_refused():
         TrainSpec.from_dict({"steps": 1, "optimizer": "lamb"})
 
 
-def test_fit_runs_a_custom_objective_with_extras(train_dir, tmp_path):
+class AdapterTask(Task):
+    """A student plus an extra trainable part and a frozen one, with an after-step hook."""
+
+    def __init__(self, student, teacher):
+        super().__init__(student)
+        self.adapter = torch.nn.Conv2d(3, 3, 1)
+        self.freeze("teacher", teacher)
+        self.hooked: list[int] = []
+
+    def loss(self, lr, hr):
+        sr = self.student(lr)
+        distil = (self.adapter(sr) - self.teacher(lr)).abs().mean()
+        loss = (sr - hr).abs().mean() + distil
+        return loss, {"distil": float(distil.detach())}
+
+    def after_step(self, step):
+        self.hooked.append(step)
+
+
+def test_fit_trains_extra_parts_and_leaves_frozen_ones(train_dir, tmp_path):
     from litesr.models import build
 
     torch.manual_seed(0)
-    model = build(ARCH, scale=2, **ARGS)
+    teacher = build(ARCH, scale=2, **ARGS)
+    task = AdapterTask(build(ARCH, scale=2, **ARGS), teacher)
+    before = {k: v.clone() for k, v in task.state_dict().items()}
     spec = TrainSpec.from_dict({"steps": 3, "batch_size": 2, "lr_patch": 8})
-
-    def objective(model, lr, hr):
-        loss = (model(lr) - hr).abs().mean()
-        return loss, {"half": float(loss) / 2}
-
     fit(
-        model,
+        task,
         PatchSampler(load_pairs(train_dir, 2, 8), 2, 8),
         spec,
         checkpoint=tmp_path / "c.ckpt",
         log_tsv=tmp_path / "log.tsv",
-        objective=objective,
         progress=False,
     )
-    log = pd.read_csv(tmp_path / "log.tsv", sep="\t")
-    assert np.allclose(log.half, log.loss / 2)
+    after = task.state_dict()
+    assert not torch.equal(before["adapter.weight"], after["adapter.weight"])
+    assert not torch.equal(before["student.head.weight"], after["student.head.weight"])
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("teacher."))
+    assert not any(k.startswith("teacher.") for k in task.trainable_state())
+    assert task.hooked == [1, 2, 3]
+    assert "distil" in pd.read_csv(tmp_path / "log.tsv", sep="\t")
 
 
 def test_y_channel_objectives(train_dir, tmp_path):
@@ -195,15 +269,15 @@ def test_y_channel_objectives(train_dir, tmp_path):
     torch.manual_seed(0)
     vdsr = build("vdsr", scale=2, width=4, depth=3)
     lr, hr = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 16, 16)
-    mean, _ = pixel_objective("l2", "y")(vdsr, lr, hr)
-    total, _ = pixel_objective("l2_sum", "y")(vdsr, lr, hr)
+    mean, _ = PixelTask(vdsr, "l2", "y").loss(lr, hr)
+    total, _ = PixelTask(vdsr, "l2_sum", "y").loss(lr, hr)
     assert total.item() == pytest.approx(mean.item() * 2 * 16 * 16, rel=1e-5)
     with pytest.raises(ValueError, match="predicts Y"):
-        pixel_objective("l1", "y")(build(ARCH, scale=2, **ARGS), lr, hr)
+        PixelTask(build(ARCH, scale=2, **ARGS), "l1", "y").loss(lr, hr)
     out = train_model(
-        "vdsr",
-        {"width": 4, "depth": 3},
-        {
+        arch="vdsr",
+        args={"width": 4, "depth": 3},
+        recipe={
             **RECIPE,
             "channel": "y",
             "loss": "l2_sum",
@@ -211,10 +285,19 @@ def test_y_channel_objectives(train_dir, tmp_path):
             "lr": 0.01,
             "grad_clip": 0.4,
         },
-        train_dir,
-        2,
-        tmp_path / "v.safetensors",
-        tmp_path / "v.tsv",
+        data=train_dir,
+        scale=2,
+        out=tmp_path / "v.safetensors",
+        log=tmp_path / "v.tsv",
         progress=False,
     )
     assert np.isfinite(pd.read_csv(tmp_path / "v.tsv", sep="\t").loss).all() and out.exists()
+
+
+def test_recipe_schema_lists_every_recipe_field():
+    import dataclasses
+
+    import yaml
+
+    schema = yaml.safe_load((Path(__file__).parents[1] / "src/litesr/train/recipe.schema.yaml").read_text())
+    assert set(schema["properties"]) == {f.name for f in dataclasses.fields(TrainSpec)}

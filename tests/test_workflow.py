@@ -16,7 +16,7 @@ from conftest import REPO
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 CONFIGS = sorted((REPO / "config").glob("*.yaml"))
-WORKFLOW_FILES = ("Snakefile", "workflow", "config", "notebooks", "envs")
+WORKFLOW_FILES = ("Snakefile", "workflow", "config", "notebooks", "envs", "src")
 
 
 def snakemake(*args: str, cwd: Path = REPO, timeout: int = 120) -> subprocess.CompletedProcess:

@@ -8,19 +8,25 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import json
 import logging
 import sys
 from pathlib import Path
 
+from litesr.atomic import OutputBusy
 from litesr.data.download import DownloadError
 from litesr.train.loop import TrainingDiverged
 
-USER_ERRORS = (ValueError, OSError, KeyError, DownloadError, TrainingDiverged)
+# Errors a user can act on (bad input, bad config, a failed download, a diverged run): one
+# line. Anything else is a bug and keeps its traceback.
+USER_ERRORS = (ValueError, OSError, DownloadError, TrainingDiverged, OutputBusy)
 
 # Sub-commands that live beside the code they drive: each module has ``add_parser(sub)``,
 # which adds its sub-parser and sets ``func`` (called with the parsed arguments).
-PLUGGED_COMMANDS: tuple[str, ...] = ()
+PLUGGED_COMMANDS: tuple[str, ...] = (
+    "litesr.models.authors",
+)
 
 
 def _json(text: str):
@@ -42,28 +48,28 @@ def cmd_prepare(a: argparse.Namespace) -> None:
     prepare_set(hr_images(a.source, a.where, a.scale, a.download_root), a.scale, a.out)
 
 
+def call_with_spec(fn, spec: dict, what: str):
+    """Call a keyword-only entry point with a JSON spec; a wrong or missing key is named."""
+    if not isinstance(spec, dict):
+        raise ValueError(f"{what}: --spec must be a JSON object, got {type(spec).__name__}")
+    try:
+        inspect.signature(fn).bind(**spec)
+    except TypeError as err:
+        raise ValueError(f"{what}: bad --spec: {err}") from None
+    return fn(**spec)
+
+
 def cmd_train(a: argparse.Namespace) -> None:
     from litesr.train.run import train_model
 
-    train_model(a.arch, a.args, a.recipe, a.data, a.scale, a.out, a.log, device=a.device)
+    call_with_spec(train_model, a.spec, "train")
 
 
-def cmd_ail(a: argparse.Namespace) -> None:
-    from litesr.methods.ail import Importance, train_ail
+def cmd_run(a: argparse.Namespace) -> None:
+    from litesr.methods.registry import entry
 
-    train_ail(
-        a.variant,
-        a.init,
-        a.teacher,
-        a.data,
-        a.scale,
-        a.rounds,
-        a.recipe,
-        Importance.from_dict(a.importance),
-        a.out,
-        a.log,
-        device=a.device,
-    )
+    step = entry("steps", f"{a.method}.{a.step}")
+    call_with_spec(step, a.spec, f"run {a.method} {a.step}")
 
 
 def cmd_evaluate(a: argparse.Namespace) -> None:
@@ -96,6 +102,12 @@ def cmd_cost(a: argparse.Namespace) -> None:
     measure_models(a.models, a.out, names=a.names, cpu_threads=a.threads, device=a.device)
 
 
+def cmd_catalog(a: argparse.Namespace) -> None:
+    from litesr.report.catalog import write_catalog
+
+    write_catalog(a.models, a.names, a.out)
+
+
 def cmd_figures(a: argparse.Namespace) -> None:
     from litesr.report.draw import make_figure
 
@@ -126,30 +138,20 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--download-root", type=Path, default=Path("resources"))
     s.set_defaults(func=cmd_prepare)
 
-    s = sub.add_parser("train", help="train one registered architecture on a prepared set")
-    s.add_argument("--arch", required=True)
-    s.add_argument("--args", type=_json, default={}, help="JSON architecture arguments")
-    s.add_argument("--recipe", type=_json, required=True, help="JSON training recipe")
-    s.add_argument("--data", type=Path, required=True)
-    s.add_argument("--scale", type=int, required=True)
-    s.add_argument("--out", type=Path, required=True, help="weights (.safetensors)")
-    s.add_argument("--log", type=Path, required=True, help="per-step TSV log")
-    s.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
+    s = sub.add_parser("train", help="train one registered architecture plainly")
+    s.add_argument(
+        "--spec",
+        type=_json,
+        required=True,
+        help="JSON keyword arguments of litesr.train.run.train_model",
+    )
     s.set_defaults(func=cmd_train)
 
-    s = sub.add_parser("ail", help="AIL rounds for one variant from a pre-trained VDSR student")
-    s.add_argument("--variant", required=True, choices=["plain", "ail", "noteacher"])
-    s.add_argument("--init", type=Path, required=True, help="plainly pre-trained student")
-    s.add_argument("--teacher", type=Path, required=True, help="VDSR teacher")
-    s.add_argument("--data", type=Path, required=True)
-    s.add_argument("--scale", type=int, required=True)
-    s.add_argument("--rounds", type=int, required=True)
-    s.add_argument("--recipe", type=_json, required=True, help="JSON recipe of one round")
-    s.add_argument("--importance", type=_json, default={}, help="JSON importance parameters")
-    s.add_argument("--out", type=Path, required=True)
-    s.add_argument("--log", type=Path, required=True)
-    s.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
-    s.set_defaults(func=cmd_ail)
+    s = sub.add_parser("run", help="run one step of a registered method")
+    s.add_argument("method", help="a registered method (litesr.methods.registry)")
+    s.add_argument("step", help="one of the method's steps")
+    s.add_argument("--spec", type=_json, required=True, help="JSON keyword arguments")
+    s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("evaluate", help="PSNR/SSIM of a model (or 'bicubic') on a prepared set")
     s.add_argument("--model", required=True, help="a .safetensors file or 'bicubic'")
@@ -174,6 +176,12 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--names", nargs="+", help="model names, in the order of the files")
     s.add_argument("models", nargs="+", type=Path)
     s.set_defaults(func=cmd_cost)
+
+    s = sub.add_parser("catalog", help="method, variant and size of models, from their metadata")
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--names", nargs="+", required=True, help="model names, in file order")
+    s.add_argument("models", nargs="+", type=Path)
+    s.set_defaults(func=cmd_catalog)
 
     s = sub.add_parser("figure", help="draw one report figure")
     s.add_argument("kind")

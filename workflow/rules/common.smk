@@ -3,6 +3,9 @@
 import json
 import os
 
+from litesr.methods.collect import collect, enabled
+from litesr.methods.plan import Paths
+
 
 DATA = config["data"]
 SCALES = config["scales"]
@@ -10,12 +13,14 @@ TRAIN_SET = next(iter(DATA["train"]))
 TEST_SETS = list(DATA["test"])
 SETS = {**DATA["train"], **DATA["test"]}
 MODELS = list(config["models"])
-# Models the `train` rule can make (methods add their plainly pre-trained starting points),
-# models a method makes from others, and the figures and tables methods add to the report.
-MODEL_SPECS = dict(config["models"])
-METHOD_MODELS = []
-METHOD_FIGURES = []
-METHOD_TABLES = []
+PATHS = Paths(scales=SCALES, train_set=TRAIN_SET, test_sets=TEST_SETS)
+
+# Every enabled method's config section is checked against its own schema (the main schema
+# refers to the built-in ones), then every method is asked for its plan, before any rule
+# is defined: the rules below only read PLAN.
+for _name, _method in enabled(config).items():
+    validate(config["methods"][_name], str(_method.schema))
+PLAN = collect(config, PATHS)
 DOWNLOAD_ROOT = DATA.get("download_root", "resources")
 RES = config.get("resources", {})
 CROP = config.get("report", {}).get("crop")
@@ -35,17 +40,17 @@ def as_json(value):
 
 def recipe(model):
     """The model's training recipe, with the workflow seed unless it sets its own."""
-    return with_seed(MODEL_SPECS[model]["train"])
+    return {"seed": config.get("seed", 0), **PLAN.trained[model].train}
 
 
-def with_seed(train):
-    """A training recipe with the workflow seed unless it sets its own."""
-    return {"seed": config.get("seed", 0), **train}
+def name_pattern(names):
+    """A wildcard constraint matching exactly ``names`` (nothing when there are none)."""
+    return "|".join(names) or "(?!)"
 
 
 def reported_models():
     """Every model evaluated, measured and reported: the config's, then the methods'."""
-    return [*MODELS, *METHOD_MODELS]
+    return PLAN.reported
 
 
 def evaluated():
@@ -96,11 +101,32 @@ def evaluated_model(wildcards):
 
 
 def report_figures(wildcards=None):
+    """``[title, png, caption]`` of every figure of the PDF: the core's, then the methods'."""
     figures = [
-        ("PSNR against cost", "results/figures/psnr_vs_cost.png"),
-        ("Training curves", "results/figures/training_curves.png"),
+        (
+            "PSNR against cost",
+            "results/figures/psnr_vs_cost.png",
+            "One point per model: higher and further left is better.",
+        ),
+        (
+            "Training curves",
+            "results/figures/training_curves.png",
+            "Per-step training loss of the config's models.",
+        ),
     ]
     if CROP:
-        figures += [(f"Visual comparison ×{s}", f"results/figures/crops_x{s}.png") for s in SCALES]
-    return figures + METHOD_FIGURES
+        figures += [
+            (
+                f"Visual comparison ×{s}",
+                f"results/figures/crops_x{s}.png",
+                "The same crop upscaled by bicubic and by each model, beside the HR image.",
+            )
+            for s in SCALES
+        ]
+    return figures + [(f.title, PATHS.figure(f.name), f.caption) for _, f in PLAN.figures]
+
+
+def report_tables():
+    """``[title, method.kind, params, caption]`` of every method table."""
+    return [[t.title, f"{m}.{t.kind}", t.params, t.caption] for m, t in PLAN.tables]
 

@@ -1,4 +1,5 @@
-"""Cost: parameters, MACs, CPU/GPU latency and peak memory of every model, in one table.
+"""Cost: parameters, MACs, CPU/GPU latency and peak memory of every model, in one table;
+and the catalog: each model's method, variant and size, read from its own metadata.
 
 It claims `cost.reserve_cores` cores (default 8; Snakemake caps it at --cores) so that on a
 workstation nothing runs beside the latency measurement, which itself uses `cost.threads`.
@@ -24,3 +25,20 @@ rule cost:
     shell:
         "litesr --quiet cost --threads {params.threads} --device {params.device} --out {output}"
         " --names {params.names} -- {input} 2> {log}"
+
+
+rule catalog:
+    conda:
+        "../../envs/litesr.yaml"
+    input:
+        all_model_files,
+    output:
+        "results/tables/models.tsv",
+    params:
+        names=lambda w: model_names(),
+    log:
+        "logs/catalog.log",
+    benchmark:
+        "benchmarks/out/catalog.tsv"
+    shell:
+        "litesr --quiet catalog --out {output} --names {params.names} -- {input} 2> {log}"

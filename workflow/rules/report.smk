@@ -75,20 +75,30 @@ rule audit:
     input:
         notebook="notebooks/audit.ipynb",
         per_image=eval_tables,
+        sr=lambda w: expand(
+            "results/sr/{model}/x{scale}/{set}", model=evaluated(), scale=SCALES, set=TEST_SETS
+        ),
+        data=lambda w: [set_dir(s, scale) for scale in SCALES for s in TEST_SETS],
         summary="results/tables/psnr_ssim.tsv",
     output:
         "reports/audit.ipynb",
     params:
         per_image=lambda w, input: as_json(list(input.per_image)),
+        # Functions, so that Snakemake does not take the braces for wildcards.
+        sr_pattern=lambda w: "results/sr/{model}/x{scale}/{set}",
+        hr_pattern=lambda w: set_dir("{set}", "{scale}") + "/HR",
         tmp="reports/.audit.tmp.ipynb",
+    threads: 4
     log:
         "logs/audit.log",
     benchmark:
         "benchmarks/out/audit.tsv"
     shell:
         "papermill --log-output --kernel python3 {input.notebook} {params.tmp}"
-        " -p per_image_json {params.per_image} -p summary_tsv {input.summary} 2> {log}"
-        " && mv {params.tmp} {output}"
+        " -p per_image_json {params.per_image} -p summary_tsv {input.summary}"
+        " -p sr_dir_pattern '{params.sr_pattern}' -p hr_dir_pattern '{params.hr_pattern}'"
+        " -p workers {threads}"
+        " 2> {log} && mv {params.tmp} {output}"
 
 
 rule report:
@@ -97,7 +107,8 @@ rule report:
     input:
         summary="results/tables/psnr_ssim.tsv",
         cost="results/tables/cost.tsv",
-        figures=lambda w: [png for _, png in report_figures()],
+        catalog="results/tables/models.tsv",
+        figures=lambda w: [png for _, png, _ in report_figures()],
         audit="reports/audit.ipynb",
     output:
         "reports/all.pdf",
@@ -107,8 +118,9 @@ rule report:
                 "config": config,
                 "summary": input.summary,
                 "cost": input.cost,
+                "catalog": input.catalog,
                 "figures": report_figures(),
-                "tables": METHOD_TABLES,
+                "tables": report_tables(),
             }
         ),
     log:

@@ -1,9 +1,9 @@
-"""Training: every model of the config (teacher, baseline student...) at every scale."""
+"""Training: every model trained plainly (the config's, and the methods' starting points)."""
 
 
 rule train:
     wildcard_constraints:
-        model="|".join(MODEL_SPECS),
+        model=name_pattern(PLAN.trained),
     conda:
         "../../envs/litesr.yaml"
     input:
@@ -12,10 +12,19 @@ rule train:
         model="results/models/{model}/x{scale}/model.safetensors",
         log="results/models/{model}/x{scale}/train_log.tsv",
     params:
-        arch=lambda w: MODEL_SPECS[w.model]["arch"],
-        args=lambda w: as_json(MODEL_SPECS[w.model].get("args", {})),
-        recipe=lambda w: as_json(recipe(w.model)),
-        device=config.get("device", "cpu"),
+        spec=lambda w, input, output: as_json(
+            {
+                "arch": PLAN.trained[w.model].arch,
+                "args": PLAN.trained[w.model].args,
+                "recipe": recipe(w.model),
+                "meta": PLAN.trained[w.model].meta,
+                "data": input.data,
+                "scale": int(w.scale),
+                "out": output.model,
+                "log": output.log,
+                "device": config.get("device", "cpu"),
+            }
+        ),
     threads: RES.get("train_threads", 2)
     resources:
         mem_mb=RES.get("train_mem_mb", 4000),
@@ -26,6 +35,4 @@ rule train:
     benchmark:
         "benchmarks/out/train/{model}_x{scale}.tsv"
     shell:
-        "OMP_NUM_THREADS={threads} litesr --quiet train --arch {params.arch} --args {params.args}"
-        " --recipe {params.recipe} --data {input.data} --scale {wildcards.scale}"
-        " --device {params.device} --out {output.model} --log {output.log} 2> {log}"
+        "OMP_NUM_THREADS={threads} litesr --quiet train --spec {params.spec} 2> {log}"

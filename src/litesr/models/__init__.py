@@ -46,9 +46,19 @@ def build(arch: str, **kwargs: object) -> nn.Module:
     model = cls(**kwargs)
     if not isinstance(getattr(model, "scale", None), int):
         raise TypeError(f"model arch {arch!r} does not expose an integer `scale` attribute")
+    model.litesr_arch = (arch, dict(kwargs))
     return model
+
+
+def arch_of(model: nn.Module) -> tuple[str, dict]:
+    """``(arch, args)`` that rebuild ``model`` with :func:`build` (set by ``build``; a method
+    that changes a model's shape, e.g. by pruning, sets the new ones)."""
+    try:
+        return model.litesr_arch
+    except AttributeError:
+        raise ValueError(f"{type(model).__name__} was not made by litesr.models.build") from None
 
 
 from litesr.models import edsr, rlfn, vdsr  # noqa: E402  (modules register on import)
 
-__all__ = ["available", "build", "edsr", "register", "rlfn", "vdsr"]
+__all__ = ["arch_of", "available", "build", "edsr", "register", "rlfn", "vdsr"]

@@ -6,52 +6,12 @@ BT.601 YCbCr, refines Y with the network and recombines it with the bicubic Cb a
 
 from __future__ import annotations
 
-from functools import lru_cache
-
-import numpy as np
 import torch
 from torch import Tensor, nn
 
-from litesr.data.resize import interp_matrix
+from litesr.data.color import rgb_to_ycbcr, ycbcr_to_rgb
+from litesr.data.resize_torch import upsample_bicubic
 from litesr.models import register
-
-# BT.601 with everything in [0, 1]: ycbcr = _RGB_TO_YCBCR @ rgb + _YCBCR_OFFSET.
-_RGB_TO_YCBCR = (
-    np.array([[65.481, 128.553, 24.966], [-37.797, -74.203, 112.0], [112.0, -93.786, -18.214]])
-    / 255.0
-)
-_YCBCR_OFFSET = np.array([16.0, 128.0, 128.0]) / 255.0
-_YCBCR_TO_RGB = np.linalg.inv(_RGB_TO_YCBCR)
-
-
-def _color_transform(x: Tensor, matrix: np.ndarray) -> Tensor:
-    return torch.einsum("ij,njhw->nihw", torch.as_tensor(matrix, dtype=x.dtype, device=x.device), x)
-
-
-def _offset(x: Tensor) -> Tensor:
-    return torch.as_tensor(_YCBCR_OFFSET, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-
-
-def rgb_to_ycbcr(x: Tensor) -> Tensor:
-    """N×3×H×W RGB in [0, 1] to BT.601 YCbCr in [0, 1] (Y in [16/255, 235/255])."""
-    return _color_transform(x, _RGB_TO_YCBCR) + _offset(x)
-
-
-def ycbcr_to_rgb(x: Tensor) -> Tensor:
-    """Exact inverse of :func:`rgb_to_ycbcr` (no clamping)."""
-    return _color_transform(x - _offset(x), _YCBCR_TO_RGB)
-
-
-@lru_cache(maxsize=64)
-def _bicubic_matrix(in_len: int, scale: int, device: torch.device, dtype: torch.dtype) -> Tensor:
-    return torch.from_numpy(interp_matrix(in_len, float(scale), in_len * scale)).to(device, dtype)
-
-
-def upsample_bicubic(x: Tensor, scale: int) -> Tensor:
-    """MATLAB ``imresize(x, scale, 'bicubic')`` of an N×C×h×w float tensor (no rounding)."""
-    rows = _bicubic_matrix(x.shape[-2], scale, x.device, x.dtype)
-    cols = _bicubic_matrix(x.shape[-1], scale, x.device, x.dtype)
-    return rows @ x @ cols.T
 
 
 @register("vdsr")

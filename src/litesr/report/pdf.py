@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +14,10 @@ import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 from matplotlib.backends.backend_pdf import PdfPages  # noqa: E402
 
-from litesr.report.ail import ail_table  # noqa: E402
+from litesr.atomic import atomic_path  # noqa: E402
+from litesr.methods.registry import entry  # noqa: E402
 from litesr.report.provenance import provenance  # noqa: E402
 from litesr.report.tables import cost_table, psnr_ssim_table  # noqa: E402
-
-METHOD_TABLES = {"ail": ail_table}
 
 A4 = (8.27, 11.69)
 
@@ -33,15 +31,17 @@ def text_page(pdf: PdfPages, title: str, body: str, fontsize: float = 8) -> None
     plt.close(fig)
 
 
-def figure_page(pdf: PdfPages, title: str, png: Path) -> None:
-    """One page holding a figure PNG scaled to the page width."""
+def figure_page(pdf: PdfPages, title: str, png: Path, caption: str = "") -> None:
+    """One page holding a figure PNG scaled to the page width, with its caption."""
     img = mpimg.imread(png)
     fig = plt.figure(figsize=A4)
     fig.text(0.06, 0.96, title, fontsize=14, weight="bold", va="top")
+    if caption:
+        fig.text(0.06, 0.935, caption, fontsize=9, va="top", wrap=True)
     h, w = img.shape[:2]
     width = 0.88
-    height = min(0.86, width * h / w * A4[0] / A4[1])
-    ax = fig.add_axes((0.06, 0.93 - height, width, height))
+    height = min(0.84, width * h / w * A4[0] / A4[1])
+    ax = fig.add_axes((0.06, 0.91 - height, width, height))
     ax.imshow(img)
     ax.axis("off")
     pdf.savefig(fig)
@@ -65,15 +65,12 @@ def build_report(out: Path, spec: dict[str, Any]) -> Path:
     """Write the PDF described by ``spec``.
 
     ``spec`` keys: ``config`` (the workflow configuration), ``summary`` (per-set PSNR/SSIM
-    TSV), ``cost`` (cost TSV), ``tables`` (methods' tables: a list of ``[title, kind, arg]``
-    with ``kind`` a key of ``METHOD_TABLES``), ``figures`` (a list of ``[title, png]``).
+    TSV), ``cost`` (cost TSV), ``catalog`` (each model's method, variant and size),
+    ``tables`` (methods' tables: ``[title, "<method>.<kind>", params, caption]``) and
+    ``figures`` (``[title, png, caption]``).
     """
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.tmp.pdf")
-    summary = pd.read_csv(spec["summary"], sep="\t")
-    cost = pd.read_csv(spec["cost"], sep="\t")
-    with PdfPages(tmp) as pdf:
+    summary, cost, catalog = (pd.read_csv(spec[k], sep="\t") for k in ("summary", "cost", "catalog"))
+    with atomic_path(out) as tmp, PdfPages(tmp) as pdf:
         text_page(pdf, "litesr report — provenance", provenance_text(spec["config"]), 7)
         text_page(
             pdf,
@@ -83,13 +80,12 @@ def build_report(out: Path, spec: dict[str, Any]) -> Path:
             8,
         )
         text_page(pdf, "Cost", cost_table(cost).to_string() + "\n\n" + COST_NOTE, 7)
-        for title, kind, arg in spec.get("tables", []):
-            table = METHOD_TABLES[kind](summary, cost, arg)
-            text_page(pdf, title, table.to_string(), 7)
-        for title, png in spec.get("figures", []):
-            figure_page(pdf, title, Path(png))
-    os.replace(tmp, out)
-    return out
+        for title, kind, params, caption in spec.get("tables", []):
+            table = entry("tables", kind)(summary, cost, catalog, **params)
+            text_page(pdf, title, f"{caption}\n\n{table.to_string()}", 7)
+        for title, png, caption in spec.get("figures", []):
+            figure_page(pdf, title, Path(png), caption)
+    return Path(out)
 
 
 COST_NOTE = (

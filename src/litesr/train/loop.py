@@ -1,17 +1,19 @@
 """The shared training loop: resumable, deterministic on CPU, with a per-step TSV log.
 
-Methods plug in through an *objective*: a callable ``(model, lr, hr) -> (loss, extras)``
-returning the scalar loss to minimise and a dict of extra numbers to log. The default
-objective is the plain pixel loss of the recipe (L1 or L2 between ``model(lr)`` and ``hr``).
+``fit`` trains a :class:`~litesr.train.objectives.Task`: the student plus whatever extra
+trainable parts a method adds (one optimiser sees them all) and frozen parts (a teacher).
+Each step samples a batch, calls ``task.loss``, steps the optimiser, then
+``task.after_step``. Every ``checkpoint_every`` steps the run is checkpointed (see
+``litesr.train.checkpoint``), so a killed run restarts where it stopped and ends with the
+same weights as an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
 import time
-from collections.abc import Callable
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -20,44 +22,17 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from litesr.device import resolve_device
-from litesr.models.vdsr import rgb_to_ycbcr
+from litesr.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from litesr.train.objectives import Task
 from litesr.train.patches import PatchSampler
 from litesr.train.spec import TrainSpec
 from litesr.tsv import write_tsv
 
 log = logging.getLogger(__name__)
 
-Objective = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, dict[str, float]]]
-
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite."""
-
-
-def pixel_objective(loss: str, channel: str = "rgb") -> Objective:
-    """Plain supervised objective: L1, L2 (means) or ``l2_sum`` (the squared error summed over
-    batch and pixels, as VDSR-style recipes with gradient clipping use) between the SR output
-    and the HR patch.
-
-    With ``channel="y"`` the loss is taken on BT.601 Y alone, for networks that predict Y
-    (they expose ``predict_y``, e.g. VDSR).
-    """
-    fn = {
-        "l1": nn.functional.l1_loss,
-        "l2": nn.functional.mse_loss,
-        "l2_sum": lambda pred, target: nn.functional.mse_loss(pred, target, reduction="sum"),
-    }[loss]
-    if channel == "rgb":
-        return lambda model, lr, hr: (fn(model(lr), hr), {})
-
-    def objective(model: nn.Module, lr: torch.Tensor, hr: torch.Tensor):
-        if not hasattr(model, "predict_y"):
-            raise ValueError(
-                f"channel 'y' needs a model that predicts Y, not {type(model).__name__}"
-            )
-        return fn(model.predict_y(lr), rgb_to_ycbcr(hr)[:, :1]), {}
-
-    return objective
 
 
 def make_optimizer(params, spec: TrainSpec) -> torch.optim.Optimizer:
@@ -79,10 +54,13 @@ def make_scheduler(opt: torch.optim.Optimizer, spec: TrainSpec):
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
 
 
-def _atomic_save(obj: dict, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+def _fast_forward(sched, steps: int) -> None:
+    """Replay ``steps`` scheduler steps: every schedule here is a function of the step count,
+    so this restores it exactly without storing the scheduler's (partly non-JSON) state."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*lr_scheduler.step.*")
+        for _ in range(steps):
+            sched.step()
 
 
 def _write_log(rows: list[dict], path: Path) -> None:
@@ -90,62 +68,60 @@ def _write_log(rows: list[dict], path: Path) -> None:
 
 
 def fit(
-    model: nn.Module,
+    task: Task,
     sampler: PatchSampler,
     spec: TrainSpec,
     *,
     checkpoint: Path,
     log_tsv: Path,
     device: str = "cpu",
-    objective: Objective | None = None,
     fingerprint: str = "",
     progress: bool = True,
-) -> nn.Module:
-    """Train ``model`` for ``spec.steps`` steps; resume from ``checkpoint`` when it matches.
+) -> Task:
+    """Train ``task`` for ``spec.steps`` steps; resume from ``checkpoint`` when it matches.
 
-    A checkpoint (model, optimiser, scheduler, sampler RNG, log rows) is written atomically
-    every ``spec.checkpoint_every`` steps, so a killed run restarts where it stopped and ends
-    with the same weights as an uninterrupted one. It is removed once training completes.
+    ``fingerprint`` names everything outside the recipe the run depends on (architecture,
+    starting weights, data content); a checkpoint made under another one is set aside.
+    The checkpoint is removed once training completes.
     """
     dev = resolve_device(device)
-    model.to(dev).train()
-    objective = objective or pixel_objective(spec.loss, spec.channel)
-    opt = make_optimizer(model.parameters(), spec)
+    task.to(dev).train()
+    params = [p for p in task.parameters() if p.requires_grad]
+    opt = make_optimizer(params, spec)
     sched = make_scheduler(opt, spec)
     use_amp = spec.amp and dev.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     gen = torch.Generator().manual_seed(spec.seed)
     start, rows = 0, []
     checkpoint, log_tsv = Path(checkpoint), Path(log_tsv)
-    checkpoint.parent.mkdir(parents=True, exist_ok=True)
-    log_tsv.parent.mkdir(parents=True, exist_ok=True)
     key = spec.fingerprint(fingerprint)
 
-    if checkpoint.exists():
-        state = torch.load(checkpoint, map_location=dev, weights_only=False)
-        if state.get("fingerprint") == key:
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            sched.load_state_dict(state["scheduler"])
-            scaler.load_state_dict(state["scaler"])
-            gen.set_state(state["generator"])
-            start, rows = state["step"], state["rows"]
-            log.info("resumed from %s at step %d", checkpoint, start)
-        else:
-            log.warning("%s belongs to another configuration; starting afresh", checkpoint)
+    state = load_checkpoint(checkpoint, key)
+    if state is not None:
+        missing, unexpected = task.load_state_dict(state.task, strict=False)
+        missing = [k for k in missing if k in task.trainable_state()]
+        if missing or unexpected:
+            raise ValueError(f"{checkpoint}: state does not fit the task ({missing or unexpected})")
+        _fast_forward(sched, state.step)
+        opt.load_state_dict(state.optimizer)
+        scaler.load_state_dict(state.scaler)
+        gen.set_state(state.generator)
+        start, rows = state.step, state.rows
+        log.info("resumed from %s at step %d", checkpoint, start)
 
-    def save_checkpoint(step: int) -> None:
-        state = {
-            "fingerprint": key,
-            "step": step,
-            "model": model.state_dict(),
-            "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(),
-            "scaler": scaler.state_dict(),
-            "generator": gen.get_state(),
-            "rows": rows,
-        }
-        _atomic_save(state, checkpoint)
+    def save(step: int) -> None:
+        save_checkpoint(
+            checkpoint,
+            key,
+            Checkpoint(
+                step=step,
+                task=task.trainable_state(),
+                optimizer=opt.state_dict(),
+                scaler=scaler.state_dict(),
+                generator=gen.get_state(),
+                rows=rows,
+            ),
+        )
         _write_log(rows, log_tsv)
 
     t0 = time.perf_counter()
@@ -161,7 +137,7 @@ def fit(
         lr_b, hr_b = sampler.sample(spec.batch_size, gen)
         lr_b, hr_b = lr_b.to(dev, non_blocking=True), hr_b.to(dev, non_blocking=True)
         with torch.autocast(dev.type, enabled=use_amp):
-            loss, extras = objective(model, lr_b, hr_b)
+            loss, extras = task.loss(lr_b, hr_b)
         value = float(loss.detach())
         if not math.isfinite(value):
             raise TrainingDiverged(
@@ -172,9 +148,10 @@ def fit(
         scaler.scale(loss).backward()
         if spec.grad_clip:
             scaler.unscale_(opt)
-            nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
+            nn.utils.clip_grad_norm_(params, spec.grad_clip)
         scaler.step(opt)
         scaler.update()
+        task.after_step(step)
         rows.append(
             {
                 "step": step,
@@ -187,7 +164,7 @@ def fit(
         sched.step()
         bar.set_postfix(loss=f"{value:.4f}", refresh=False)
         if step % spec.checkpoint_every == 0 and step < spec.steps:
-            save_checkpoint(step)
+            save(step)
     _write_log(rows, log_tsv)
     checkpoint.unlink(missing_ok=True)
-    return model.eval()
+    return task.eval()

@@ -1,9 +1,8 @@
 """AIL's report pieces: importance maps over rounds, per-round curves, PSNR against width, and
-the paper-form table."""
+the paper-form table. Width and variant come from the models' own metadata (the catalog)."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import matplotlib
@@ -15,14 +14,15 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 import torch  # noqa: E402
 
+from litesr.data.color import luma  # noqa: E402
 from litesr.data.images import read_image  # noqa: E402
-from litesr.methods.ail import AILObjective, Importance  # noqa: E402
+from litesr.data.resize_torch import upsample_bicubic  # noqa: E402
+from litesr.methods.ail.importance import AILTask, Importance  # noqa: E402
+from litesr.methods.ail.rounds import round_files  # noqa: E402
 from litesr.models.store import load_model  # noqa: E402
-from litesr.models.vdsr import rgb_to_ycbcr, upsample_bicubic  # noqa: E402
 from litesr.report.figures import save  # noqa: E402
 
 COLORS = {"plain": "tab:blue", "ail": "tab:orange", "noteacher": "tab:green"}
-NAME = re.compile(r"^ail-w(?P<width>\d+)-(?P<variant>pretrain|plain|ail|noteacher)$")
 
 
 def _tensor(img: np.ndarray) -> torch.Tensor:
@@ -31,20 +31,29 @@ def _tensor(img: np.ndarray) -> torch.Tensor:
 
 @torch.no_grad()
 def importance_maps(
-    teacher: str, rounds: list[str], data: str, image: str, scale: int, importance: dict, out: str
+    teacher: str,
+    student: str,
+    stages: str,
+    rounds: int,
+    data: str,
+    image: str,
+    scale: int,
+    importance: dict,
+    out: str,
 ) -> Path:
     """The AIL weights of every round on one image: round 0 is the teacher term alone, round r
     adds the student snapshot taken at its start (the end of round r − 1)."""
     imp = Importance.from_dict(importance)
     hr = read_image(Path(data) / "HR" / f"{image}.png")
     lr = read_image(Path(data) / "LR" / f"{image}.png")
-    y_bic = rgb_to_ycbcr(upsample_bicubic(_tensor(lr), scale))[:, :1]
-    y = rgb_to_ycbcr(_tensor(hr))[:, :1]
-    teacher_model = load_model(teacher)[0]
+    y_bic = luma(upsample_bicubic(_tensor(lr), scale))
+    y = luma(_tensor(hr))
+    teacher_model, student_model = load_model(teacher)[0], load_model(student)[0]
+    files = round_files(Path(stages), rounds)
     maps = []
-    for r in range(len(rounds)):
-        snapshot = load_model(rounds[r - 1])[0] if r > 0 else None
-        w = AILObjective("ail", r, imp, teacher_model, snapshot).weights(y_bic, y)
+    for r in range(rounds):
+        snapshot = load_model(files[r - 1])[0] if r > 0 else None
+        w = AILTask(student_model, "ail", r, imp, teacher_model, snapshot).weights(y_bic, y)
         maps.append((r, w[0, 0].numpy()))
     fig, axes = plt.subplots(1, len(maps) + 1, figsize=(3.2 * (len(maps) + 1), 3.4))
     axes[0].imshow(hr)
@@ -93,21 +102,24 @@ def round_curves(logs: list[str], labels: list[str], out: str) -> Path:
     return save(fig, out)
 
 
-def ail_rows(summary: pd.DataFrame, cost: pd.DataFrame, teacher: str) -> pd.DataFrame:
-    """Accuracy and cost of the AIL teacher and students, with width and variant columns."""
-    parts = summary.model.str.extract(NAME)
-    rows = summary.assign(width=pd.to_numeric(parts.width), variant=parts.variant)
-    rows.loc[rows.model == teacher, "variant"] = "teacher"
-    rows = rows.dropna(subset=["variant"])
+def ail_rows(
+    summary: pd.DataFrame, cost: pd.DataFrame, catalog: pd.DataFrame, teacher: str
+) -> pd.DataFrame:
+    """Accuracy and cost of the AIL teacher and students, with width and variant columns
+    taken from each model file's metadata."""
+    info = catalog[["model", "scale", "method", "variant", "size"]].copy()
+    info.loc[info.model == teacher, ["method", "variant"]] = ["ail", "teacher"]
+    info = info[info.method == "ail"].rename(columns={"size": "width"})
+    rows = summary.merge(info.drop(columns="method"), on=["model", "scale"])
     return rows.merge(
         cost[["model", "scale", "params", "macs_720p_G"]], on=["model", "scale"], how="left"
     )
 
 
-def width_figure(summary: str, cost: str, teacher: str, out: str) -> Path:
+def width_figure(summary: str, cost: str, catalog: str, teacher: str, out: str) -> Path:
     """PSNR against student parameters per variant; the teacher as a dashed line and the
     "25 % of the parameters" mark as a dotted one."""
-    rows = ail_rows(pd.read_csv(summary, sep="\t"), pd.read_csv(cost, sep="\t"), teacher)
+    rows = ail_rows(*(pd.read_csv(p, sep="\t") for p in (summary, cost, catalog)), teacher)
     students = rows[~rows.variant.isin(["teacher", "pretrain"])]
     order = [v for v in COLORS if v in set(students.variant)]
     grid = sns.relplot(
@@ -139,10 +151,12 @@ def width_figure(summary: str, cost: str, teacher: str, out: str) -> Path:
     return save(grid.figure, out)
 
 
-def ail_table(summary: pd.DataFrame, cost: pd.DataFrame, teacher: str) -> pd.DataFrame:
+def ail_table(
+    summary: pd.DataFrame, cost: pd.DataFrame, catalog: pd.DataFrame, teacher: str
+) -> pd.DataFrame:
     """Rows: teacher, then each width's variants and the AIL − plain gain; columns: params,
     MACs and PSNR / SSIM per set and scale."""
-    rows = ail_rows(summary, cost, teacher)
+    rows = ail_rows(summary, cost, catalog, teacher)
     rows["column"] = rows.set + " ×" + rows.scale.astype(str)
     rows["cell"] = rows.psnr_y.map("{:.2f}".format) + " / " + rows.ssim_y.map("{:.4f}".format)
     cells = rows.pivot_table(index="model", columns="column", values="cell", aggfunc="first")

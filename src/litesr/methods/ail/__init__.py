@@ -1,0 +1,148 @@
+"""AIL: adaptive importance learning (Zhang et al., IJCV 2020), on the shared pieces.
+
+For every student width and scale, a plainly pre-trained VDSR student
+(``ail-w<W>-pretrain``, made by the shared ``train`` rule) is the common start of the
+variants, each trained for the same rounds and steps (equal budget):
+
+- ``plain``: every pixel has weight 1;
+- ``ail``: teacher-initialised importance, then the growing λ_r (see ``importance``);
+- ``noteacher``: the ablation whose initial importance is the constant ``uniform_init``
+  (the authors' code has no such variant; the constant is our choice).
+
+Schedule in the authors' code: 10 rounds × 50 epochs, SGD (momentum 0.9, weight decay
+1e-4), lr 0.1 ÷ 10 every 10 epochs and reset each round, gradient-norm clip 0.4.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from litesr.methods.ail import report
+from litesr.methods.ail.importance import VARIANTS, AILTask, Importance
+from litesr.methods.ail.rounds import round_files, train_rounds
+from litesr.methods.plan import Figure, MadeModel, Paths, Plan, Table, TrainedModel
+from litesr.methods.registry import Method
+
+__all__ = ["METHOD", "VARIANTS", "AILTask", "Importance", "round_files", "train_rounds"]
+
+
+def student(width: int, variant: str) -> str:
+    """The model name of a student."""
+    return f"ail-w{width}-{variant}"
+
+
+def plan(section: dict[str, Any], config: dict[str, Any], paths: Paths) -> Plan:
+    """Pre-trained students, the variants' rounds, the figures and the table."""
+    teacher = section["teacher"]
+    spec = config["models"].get(teacher)
+    if spec is None or spec["arch"] != "vdsr":
+        raise ValueError(
+            f"ail.teacher: {teacher!r} must name a vdsr model of `models` "
+            f"(got {spec['arch'] if spec else 'no such model'})"
+        )
+    depth = spec.get("args", {}).get("depth", 20)
+    widths, variants, rounds = section["widths"], section["variants"], section["rounds"]
+    Importance.from_dict(section.get("importance", {}))
+    maps = section["maps"]
+    width0, scale0 = maps.get("width", widths[0]), paths.scales[0]
+    if width0 not in widths:
+        raise ValueError(f"ail.maps.width: {width0} is not one of ail.widths {widths}")
+    if maps["set"] not in paths.test_sets:
+        raise ValueError(f"ail.maps.set: {maps['set']!r} is not a test set {paths.test_sets}")
+    recipe = {"seed": config.get("seed", 0), **section["round"]}
+
+    trained = [
+        TrainedModel(
+            name=student(w, "pretrain"),
+            arch="vdsr",
+            args={"width": w, "depth": depth},
+            train=section["pretrain"],
+            meta={"method": "ail", "variant": "pretrain", "size": w},
+        )
+        for w in widths
+    ]
+    made = [
+        MadeModel(
+            name=student(w, v),
+            step="rounds",
+            inputs={
+                "init": student(w, "pretrain"),
+                "data": "@train",
+                **({"teacher": teacher} if v == "ail" else {}),
+            },
+            params={
+                "variant": v,
+                "rounds": rounds,
+                "recipe": recipe,
+                "importance": section.get("importance", {}),
+                "size": w,
+            },
+        )
+        for w in widths
+        for v in variants
+    ]
+    maps_student = student(width0, "ail")
+    figures = [
+        Figure(
+            name="ail_importance",
+            title="AIL: importance maps over rounds",
+            kind="importance",
+            files={
+                "teacher": paths.model(teacher, scale0),
+                "student": paths.model(maps_student, scale0),
+                "data": paths.data(maps["set"], scale0),
+            },
+            params={
+                "stages": paths.stages(maps_student, scale0),
+                "rounds": rounds,
+                "image": maps["image"],
+                "scale": scale0,
+                "importance": section.get("importance", {}),
+            },
+            caption=f"Importance w of the width-{width0} AIL student on {maps['image']} (×{scale0}) "
+            "at the start of each round: bright pixels weigh more. Round 0 is the teacher term "
+            "alone; later rounds add the easy pixels of the student itself.",
+        ),
+        Figure(
+            name="ail_rounds",
+            title="AIL: training per round",
+            kind="rounds",
+            files={"logs": [paths.train_log(student(width0, v), scale0) for v in variants]},
+            params={"labels": [f"w{width0} {v}" for v in variants]},
+            caption="Loss and mean importance over all rounds; dotted lines mark where a round "
+            "restarts the learning-rate schedule.",
+        ),
+        Figure(
+            name="ail_width",
+            title="AIL: PSNR against student size",
+            kind="width",
+            files={"summary": paths.summary, "cost": paths.cost, "catalog": paths.catalog},
+            params={"teacher": teacher},
+            caption="PSNR of each variant against student parameters; the dashed line is the "
+            "teacher, the dotted one marks 25 % of its parameters.",
+        ),
+    ]
+    tables = [
+        Table(
+            title="AIL: teacher, plain and AIL students",
+            kind="table",
+            params={"teacher": teacher},
+            caption="Students at equal budget; the gain row is AIL − plain.",
+        )
+    ]
+    return Plan(trained=trained, made=made, figures=figures, tables=tables)
+
+
+METHOD = Method(
+    name="ail",
+    schema=Path(__file__).with_name("schema.yaml"),
+    plan=plan,
+    steps={"rounds": train_rounds},
+    figures={
+        "importance": report.importance_maps,
+        "rounds": report.round_curves,
+        "width": report.width_figure,
+    },
+    tables={"table": report.ail_table},
+)

@@ -1,0 +1,112 @@
+"""The workflow's plan: every model, figure and table, gathered once from the config and
+every enabled method's plan, and checked before any rule is defined."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from litesr.methods.plan import Figure, MadeModel, Paths, Table, TrainedModel
+from litesr.methods.registry import Method, methods
+from litesr.models import build
+from litesr.train.spec import TrainSpec
+
+RESERVED_NAMES = ("bicubic",)
+
+
+class ConfigError(ValueError):
+    """The configuration is wrong; the message names the key."""
+
+
+@dataclass
+class WorkflowPlan:
+    """What the rules make: models trained plainly, models made by method steps, figures
+    and tables (each with the method that declared it)."""
+
+    trained: dict[str, TrainedModel] = field(default_factory=dict)
+    made: dict[str, tuple[str, MadeModel]] = field(default_factory=dict)
+    reported: list[str] = field(default_factory=list)
+    figures: list[tuple[str, Figure]] = field(default_factory=list)
+    tables: list[tuple[str, Table]] = field(default_factory=list)
+    rules: list[Path] = field(default_factory=list)
+
+    def add_model(self, name: str, where: str) -> None:
+        if name in RESERVED_NAMES:
+            raise ConfigError(f"{where}: the model name {name!r} is reserved")
+        if name in self.trained or name in self.made:
+            raise ConfigError(f"{where}: a model named {name!r} is already defined")
+
+
+def check_recipe(recipe: dict[str, Any], where: str) -> None:
+    try:
+        TrainSpec.from_dict(recipe)
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"{where}: {err}") from None
+
+
+def check_arch(arch: str, args: dict[str, Any], scales: list[int], where: str) -> None:
+    """Build the model on the meta device: bad arguments fail now, at no memory cost."""
+    try:
+        with torch.device("meta"):
+            for scale in scales:
+                build(arch, scale=scale, **args)
+    except (ValueError, TypeError, RuntimeError) as err:
+        raise ConfigError(f"{where}: {err}") from None
+
+
+def enabled(config: dict[str, Any]) -> dict[str, Method]:
+    """The registered methods the config has a section for, in the config's order (which
+    is also the order their rules files are included in; it must not matter)."""
+    known = methods()
+    sections = config.get("methods", {})
+    unknown = sorted(set(sections) - set(known))
+    if unknown:
+        raise ConfigError(f"methods: unknown method(s) {unknown}; registered: {sorted(known)}")
+    return {name: known[name] for name in sections}
+
+
+def collect(config: dict[str, Any], paths: Paths) -> WorkflowPlan:
+    """The plan of the whole workflow; a ``ConfigError`` names the first wrong key."""
+    plan = WorkflowPlan()
+    for name, spec in config["models"].items():
+        where = f"models.{name}"
+        plan.add_model(name, where)
+        check_recipe({"seed": 0, **spec["train"]}, f"{where}.train")
+        check_arch(spec["arch"], spec.get("args", {}), paths.scales, f"{where}.args")
+        plan.trained[name] = TrainedModel(name, spec["arch"], spec.get("args", {}), spec["train"])
+        plan.reported.append(name)
+    for method_name, method in enabled(config).items():
+        section = config["methods"][method_name]
+        try:
+            method_plan = method.plan(section, config, paths)
+        except ConfigError:
+            raise
+        except (ValueError, KeyError) as err:
+            raise ConfigError(f"methods.{method_name}: {err}") from None
+        for model in method_plan.trained:
+            where = f"methods.{method_name} (model {model.name})"
+            plan.add_model(model.name, where)
+            check_recipe({"seed": 0, **model.train}, where)
+            check_arch(model.arch, model.args, paths.scales, where)
+            plan.trained[model.name] = model
+        for model in method_plan.made:
+            plan.add_model(model.name, f"methods.{method_name} (model {model.name})")
+            if model.step not in method.steps:
+                raise ConfigError(f"methods.{method_name}: no step {model.step!r}")
+            plan.made[model.name] = (method_name, model)
+        for model in [*method_plan.trained, *method_plan.made]:
+            if model.reported:
+                plan.reported.append(model.name)
+        plan.figures += [(method_name, fig) for fig in method_plan.figures]
+        plan.tables += [(method_name, table) for table in method_plan.tables]
+        if method.rules:
+            plan.rules.append(method.rules)
+    for method_name, model in plan.made.values():
+        missing = [m for m in model.inputs.values() if m != "@train" and m not in plan.trained
+                   and m not in plan.made]
+        if missing:
+            raise ConfigError(f"methods.{method_name}: model {model.name} needs unknown {missing}")
+    return plan

@@ -1,0 +1,3 @@
+from toy_method import make_method
+
+METHOD = make_method("toya")

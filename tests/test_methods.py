@@ -1,0 +1,129 @@
+"""The method seam: a method defined outside the package (tests/plugin) appears in the DAG,
+the tables and the PDF without editing any shared file; plans are checked at parse time."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import REPO
+from test_workflow import workflow_copy
+
+from litesr.methods.registry import get, methods
+
+PLUGIN = REPO / "tests" / "plugin"
+
+TINY = {
+    "seed": 0,
+    "scales": [2],
+    "data": {
+        "source": "embedded",
+        "train": {"tr": ["astronaut"]},
+        "test": {"te": ["chelsea"]},
+    },
+    "models": {
+        "base": {
+            "arch": "edsr",
+            "args": {"n_resblocks": 1, "n_feats": 8},
+            "train": {"steps": 4, "batch_size": 2, "lr_patch": 16},
+        }
+    },
+    "methods": {"toya": {"source": "base"}, "toyb": {"source": "base", "note": "b"}},
+    "cost": {"reserve_cores": 1},
+}
+
+
+def snakemake(wd: Path, *args: str, timeout: int = 120) -> subprocess.CompletedProcess:
+    env = os.environ | {
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONPATH": os.pathsep.join([str(PLUGIN), os.environ.get("PYTHONPATH", "")]),
+        "LITESR_METHODS": "toya:toyb",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", *args],
+        cwd=wd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def with_config(tmp_path: Path, config: dict) -> Path:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    wd = workflow_copy(tmp_path)
+    (wd / "tiny.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return wd
+
+
+def dry_jobs(wd: Path) -> set[tuple[str, str]]:
+    """``(rule, outputs)`` of every job of a dry run to the PDF."""
+    result = snakemake(wd, "-n", "reports/all.pdf", "--configfile", "tiny.yaml")
+    assert result.returncode == 0, result.stdout[-3000:]
+    jobs = re.findall(r"^rule (\w+):\n(?:.*\n)*?\s+output: (.*)$", result.stdout, re.M)
+    assert jobs
+    return set(jobs)
+
+
+def test_the_built_in_method_is_registered():
+    assert "ail" in methods() and get("ail").schema.is_file()
+    with pytest.raises(ValueError, match="nosuch.*ail"):
+        get("nosuch")
+
+
+def test_a_plugin_method_joins_the_dag_in_any_include_order(tmp_path):
+    forward = dry_jobs(with_config(tmp_path / "ab", TINY))
+    swapped = dict(TINY, methods=dict(reversed(list(TINY["methods"].items()))))
+    backward = dry_jobs(with_config(tmp_path / "ba", swapped))
+    assert forward == backward
+    rules = {rule for rule, _ in forward}
+    assert {"toya_marker", "toyb_marker", "method_model", "method_figure"} <= rules
+    outputs = " ".join(out for _, out in forward)
+    assert "results/models/toya-copy/x2/model.safetensors" in outputs
+    assert "results/figures/toyb_bar.png" in outputs
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"methods": {"toya": {"source": "nosuch"}}}, "nosuch"),
+        ({"methods": {"toya": {"source": "base", "colour": "red"}}}, "colour"),
+        ({"methods": {"toyc": {"source": "base"}}}, "toyc"),
+    ],
+)
+def test_a_wrong_method_section_fails_the_dry_run(tmp_path, change, named):
+    wd = with_config(tmp_path, TINY | change)
+    result = snakemake(wd, "-n", "--configfile", "tiny.yaml")
+    assert result.returncode != 0 and named in result.stdout, result.stdout[-2000:]
+
+
+def test_a_misspelled_recipe_key_fails_the_dry_run_naming_it(tmp_path):
+    config = yaml.safe_load(yaml.safe_dump(TINY))
+    config["models"]["base"]["train"]["stpes"] = 3
+    result = snakemake(with_config(tmp_path, config), "-n", "--configfile", "tiny.yaml")
+    assert result.returncode != 0 and "stpes" in result.stdout
+
+
+@pytest.mark.slow
+def test_a_plugin_method_reaches_the_tables_and_the_pdf(tmp_path):
+    from pypdf import PdfReader
+
+    wd = with_config(tmp_path, TINY)
+    result = snakemake(wd, "--cores", "2", "reports/all.pdf", "--configfile", "tiny.yaml", timeout=900)
+    assert result.returncode == 0, result.stdout[-4000:]
+    summary = pd.read_csv(wd / "results/tables/psnr_ssim.tsv", sep="\t")
+    assert {"toya-copy", "toyb-copy"} <= set(summary.model)
+    catalog = pd.read_csv(wd / "results/tables/models.tsv", sep="\t")
+    assert catalog.set_index("model").loc["toyb-copy", "method"] == "toyb"
+    text = "\n".join(p.extract_text() for p in PdfReader(wd / "reports/all.pdf").pages)
+    for name in ("TOYA", "TOYB"):
+        assert f"{name} TABLE" in text and f"{name} FIGURE" in text
+    assert "the toya caption" in text and "toya-copy" in text
