@@ -15,6 +15,10 @@ if not config:
     configfile: "config/config.yaml"
 
 
+from litesr.config_check import strict_load
+
+for _file in workflow.configfiles:
+    strict_load(_file)
 validate(config, "config/schema.yaml")
 
 

@@ -33,6 +33,11 @@ wildcard_constraints:
     dataset=r"[A-Za-z0-9_.-]+",
 
 
+# Appended to a job's command: stderr goes to the job's log, and when the job fails its last
+# line (litesr's one-line error naming the file and the problem) is shown on the console too.
+LOG_ERRORS = " 2> {log} || {{ tail -n 1 {log} >&2; exit 1; }}"
+
+
 def as_json(value):
     """A value as a shell-quoted JSON argument."""
     return "'" + json.dumps(value).replace("'", "'\\''") + "'"

@@ -24,7 +24,7 @@ rule cost:
         "benchmarks/out/cost.tsv"
     shell:
         "litesr --quiet cost --threads {params.threads} --device {params.device} --out {output}"
-        " --names {params.names} -- {input} 2> {log}"
+        " --names {params.names} -- {input}" + LOG_ERRORS
 
 
 rule catalog:
@@ -41,4 +41,4 @@ rule catalog:
     benchmark:
         "benchmarks/out/catalog.tsv"
     shell:
-        "litesr --quiet catalog --out {output} --names {params.names} -- {input} 2> {log}"
+        "litesr --quiet catalog --out {output} --names {params.names} -- {input}" + LOG_ERRORS

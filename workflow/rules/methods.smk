@@ -53,7 +53,7 @@ rule method_model:
         "benchmarks/out/methods/{model}_x{scale}.tsv"
     shell:
         "OMP_NUM_THREADS={threads} litesr --quiet run {params.method} {params.step}"
-        " --spec {params.spec} 2> {log}"
+        " --spec {params.spec}" + LOG_ERRORS
 
 
 METHOD_FIGURES = {figure.name: (method, figure) for method, figure in PLAN.figures}
@@ -86,4 +86,4 @@ rule method_figure:
     benchmark:
         "benchmarks/out/figures/{figure}.tsv"
     shell:
-        "litesr --quiet figure {params.kind} --inputs {params.inputs} --out {output} 2> {log}"
+        "litesr --quiet figure {params.kind} --inputs {params.inputs} --out {output}" + LOG_ERRORS

@@ -68,8 +68,19 @@ def enabled(config: dict[str, Any]) -> dict[str, Method]:
     return {name: known[name] for name in sections}
 
 
+def check_sets(config: dict[str, Any], paths: Paths) -> None:
+    """Cross-references the schema cannot see: set names used by several sections."""
+    both = sorted(set(config["data"]["train"]) & set(paths.test_sets))
+    if both:
+        raise ConfigError(f"data: {both} is both the training set and a test set")
+    crop = config.get("report", {}).get("crop")
+    if crop and crop["set"] not in paths.test_sets:
+        raise ConfigError(f"report.crop.set: {crop['set']!r} is not a test set {paths.test_sets}")
+
+
 def collect(config: dict[str, Any], paths: Paths) -> WorkflowPlan:
     """The plan of the whole workflow; a ``ConfigError`` names the first wrong key."""
+    check_sets(config, paths)
     plan = WorkflowPlan()
     for name, spec in config["models"].items():
         where = f"models.{name}"
