@@ -131,7 +131,9 @@ def test_a_wrong_spec_key_is_named_not_a_traceback(tmp_path):
     assert result.returncode == 1 and "epochs" in result.stderr
     assert "Traceback" not in result.stderr
     result = litesr("run", "ail", "rounds", "--spec", '{"variant": "ail"}')
-    assert result.returncode == 1 and "missing" in result.stderr and "Traceback" not in result.stderr
+    assert (
+        result.returncode == 1 and "missing" in result.stderr and "Traceback" not in result.stderr
+    )
     result = litesr("run", "nosuchmethod", "x", "--spec", "{}")
     assert result.returncode == 1 and "nosuchmethod" in result.stderr and "ail" in result.stderr
 
@@ -162,3 +164,10 @@ def test_images_smaller_than_the_scale_are_refused(tmp_path):
     write_png(tmp_path / "tiny.png", np.zeros((3, 3, 3), np.uint8))
     with pytest.raises(ValueError, match="tiny.png"):
         prepare_set([tmp_path / "tiny.png"], 4, tmp_path / "out", progress=False)
+
+
+def test_with_a_log_file_the_error_line_reaches_the_console_too(tmp_path):
+    log = tmp_path / "job.log"
+    result = litesr("--log-file", str(log), "train", "--spec", train_spec(tmp_path, arch="srcnn9000"))
+    assert result.returncode == 1
+    assert "srcnn9000" in result.stderr and "srcnn9000" in log.read_text()

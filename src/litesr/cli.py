@@ -11,7 +11,9 @@ import importlib
 import inspect
 import json
 import logging
+import os
 import sys
+import traceback
 from pathlib import Path
 
 from litesr.atomic import OutputBusy
@@ -24,9 +26,7 @@ USER_ERRORS = (ValueError, OSError, DownloadError, TrainingDiverged, OutputBusy)
 
 # Sub-commands that live beside the code they drive: each module has ``add_parser(sub)``,
 # which adds its sub-parser and sets ``func`` (called with the parsed arguments).
-PLUGGED_COMMANDS: tuple[str, ...] = (
-    "litesr.models.authors",
-)
+PLUGGED_COMMANDS: tuple[str, ...] = ("litesr.models.authors",)
 
 
 def _json(text: str):
@@ -123,6 +123,11 @@ def cmd_report(a: argparse.Namespace) -> None:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="litesr", description=__doc__.splitlines()[0])
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--log-file",
+        type=Path,
+        help="write logs and tracebacks here; a user error's one line also reaches the console",
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("download", help="fetch and unpack one dataset (MD5-checked, resumable)")
@@ -201,18 +206,31 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    console = sys.stderr
+    log_file = open(args.log_file, "w", buffering=1) if args.log_file else None  # noqa: SIM115
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=log_file or console,
+        force=True,
     )
     if args.quiet:
-        import os
-
         os.environ["TQDM_DISABLE"] = "1"
     try:
+        if log_file:
+            sys.stderr = log_file
         args.func(args)
     except USER_ERRORS as err:
-        print(f"litesr {args.command}: error: {err}", file=sys.stderr)
+        line = f"litesr {args.command}: error: {err}"
+        for stream in dict.fromkeys([sys.stderr, console]):
+            print(line, file=stream)
         return 1
+    except Exception:
+        if log_file:
+            traceback.print_exc(file=log_file)
+        raise
+    finally:
+        sys.stderr = console
     return 0
 
 

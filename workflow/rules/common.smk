@@ -33,11 +33,6 @@ wildcard_constraints:
     dataset=r"[A-Za-z0-9_.-]+",
 
 
-# Appended to a job's command: stderr goes to the job's log, and when the job fails its last
-# line (litesr's one-line error naming the file and the problem) is shown on the console too.
-LOG_ERRORS = " 2> {log} || {{ tail -n 1 {log} >&2; exit 1; }}"
-
-
 def as_json(value):
     """A value as a shell-quoted JSON argument."""
     return "'" + json.dumps(value).replace("'", "'\\''") + "'"
@@ -135,3 +130,31 @@ def report_tables():
     """``[title, method.kind, params, caption]`` of every method table."""
     return [[t.title, f"{m}.{t.kind}", t.params, t.caption] for m, t in PLAN.tables]
 
+
+def made_inputs(w):
+    """The files a method step reads: model weights at the same scale, or the training set."""
+    _, model = PLAN.made[w.model]
+    return {
+        role: set_dir(TRAIN_SET, w.scale) if ref == "@train" else model_file(ref, w.scale)
+        for role, ref in model.inputs.items()
+    }
+
+
+def made_spec(w, input, output):
+    method, model = PLAN.made[w.model]
+    return {
+        **model.params,
+        **{role: input[role] for role in model.inputs},
+        "scale": int(w.scale),
+        "out": output.model,
+        "log": output.log,
+        "stages": PATHS.stages(w.model, w.scale),
+        "device": config.get("device", "cpu"),
+    }
+
+
+METHOD_FIGURES = {figure.name: (method, figure) for method, figure in PLAN.figures}
+
+
+def figure_of(w):
+    return METHOD_FIGURES[w.figure][1]

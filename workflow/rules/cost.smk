@@ -23,8 +23,8 @@ rule cost:
     benchmark:
         "benchmarks/out/cost.tsv"
     shell:
-        "litesr --quiet cost --threads {params.threads} --device {params.device} --out {output}"
-        " --names {params.names} -- {input}" + LOG_ERRORS
+        "litesr --quiet --log-file {log} cost --threads {params.threads} --device {params.device} --out {output}"
+        " --names {params.names} -- {input}"
 
 
 rule catalog:
@@ -41,4 +41,4 @@ rule catalog:
     benchmark:
         "benchmarks/out/catalog.tsv"
     shell:
-        "litesr --quiet catalog --out {output} --names {params.names} -- {input}" + LOG_ERRORS
+        "litesr --quiet --log-file {log} catalog --out {output} --names {params.names} -- {input}"

@@ -6,28 +6,6 @@ Snakemake keeps them when a killed job is re-run and the step resumes where it s
 """
 
 
-def made_inputs(w):
-    """The files a method step reads: model weights at the same scale, or the training set."""
-    _, model = PLAN.made[w.model]
-    return {
-        role: set_dir(TRAIN_SET, w.scale) if ref == "@train" else model_file(ref, w.scale)
-        for role, ref in model.inputs.items()
-    }
-
-
-def made_spec(w, input, output):
-    method, model = PLAN.made[w.model]
-    return {
-        **model.params,
-        **{role: input[role] for role in model.inputs},
-        "scale": int(w.scale),
-        "out": output.model,
-        "log": output.log,
-        "stages": PATHS.stages(w.model, w.scale),
-        "device": config.get("device", "cpu"),
-    }
-
-
 rule method_model:
     wildcard_constraints:
         model=name_pattern(PLAN.made),
@@ -52,15 +30,8 @@ rule method_model:
     benchmark:
         "benchmarks/out/methods/{model}_x{scale}.tsv"
     shell:
-        "OMP_NUM_THREADS={threads} litesr --quiet run {params.method} {params.step}"
-        " --spec {params.spec}" + LOG_ERRORS
-
-
-METHOD_FIGURES = {figure.name: (method, figure) for method, figure in PLAN.figures}
-
-
-def figure_of(w):
-    return METHOD_FIGURES[w.figure][1]
+        "OMP_NUM_THREADS={threads} litesr --quiet --log-file {log} run {params.method} {params.step}"
+        " --spec {params.spec}"
 
 
 rule method_figure:
@@ -86,4 +57,4 @@ rule method_figure:
     benchmark:
         "benchmarks/out/figures/{figure}.tsv"
     shell:
-        "litesr --quiet figure {params.kind} --inputs {params.inputs} --out {output}" + LOG_ERRORS
+        "litesr --quiet --log-file {log} figure {params.kind} --inputs {params.inputs} --out {output}"

@@ -35,4 +35,4 @@ rule train:
     benchmark:
         "benchmarks/out/train/{model}_x{scale}.tsv"
     shell:
-        "OMP_NUM_THREADS={threads} litesr --quiet train --spec {params.spec}" + LOG_ERRORS
+        "OMP_NUM_THREADS={threads} litesr --quiet --log-file {log} train --spec {params.spec}"
