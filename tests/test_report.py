@@ -139,12 +139,11 @@ def test_figures_and_pdf(results):
     assert pdf.read_bytes().startswith(b"%PDF-")
     from pypdf import PdfReader
 
-    reader = PdfReader(pdf)
-    assert len(reader.pages) == 3 + len(figs)
-    first = reader.pages[0].extract_text()
-    assert config_hash(config) in first and "git commit" in first and "torch" in first
-    table_page = reader.pages[1].extract_text()
-    assert "teacher" in table_page and "student" in table_page and "×4" in table_page
+    text = "\n".join(page.extract_text() for page in PdfReader(pdf).pages)
+    assert config_hash(config) in text and "git commit" in text and "torch" in text
+    assert "How this was made" in text and "MATLAB" in text
+    for words in ("Accuracy", "teacher", "student", "S ×4", "CPU ms", "what curves shows"):
+        assert words in text, words
     assert not list(d.glob(".*tmp*")), "no temporary file is left behind"
 
 
@@ -203,3 +202,25 @@ def test_audit_notebook_passes_on_true_table_and_fails_on_a_tampered_one(results
     bad = write_tsv(tampered, tmp_path / "tampered.tsv")
     failed = run_audit(results, bad, tmp_path / "bad.ipynb")
     assert failed.returncode != 0 and "psnr_y" in failed.stderr + failed.stdout
+
+
+def test_collapsed_models_are_marked_and_the_best_is_bold():
+    from litesr.report.tables import accuracy_for_print, collapsed
+
+    summary = pd.DataFrame(
+        {
+            "model": ["bicubic", "good", "flat", "bicubic", "good", "flat"],
+            "set": ["A", "A", "A", "B", "B", "B"],
+            "scale": 4,
+            "psnr_y": [28.40, 29.10, 28.44, 26.00, 26.90, 26.03],
+            "ssim_y": 0.8,
+            "psnr_rgb": 0.0,
+        }
+    )
+    assert collapsed(summary) == ["flat"]
+    assert collapsed(summary.assign(psnr_y=summary.psnr_y.where(summary.model != "flat", 30))) == []
+    table = accuracy_for_print(summary)
+    rows = {row[0]: i for i, row in enumerate(table["rows"])}
+    assert "flat (collapsed)" in rows and "good" in rows
+    assert table["best"][rows["good"]][1:] == [True, True]
+    assert not any(table["best"][rows["bicubic"]]) and not any(table["best"][rows["flat (collapsed)"]])

@@ -25,6 +25,8 @@ PACKAGES = (
     "matplotlib",
     "snakemake",
     "papermill",
+    "typst",
+    "torch-pruning",
 )
 
 

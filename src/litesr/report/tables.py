@@ -32,3 +32,76 @@ COST_COLUMNS = [
     "gpu_latency_ms",
     "gpu_peak_MiB",
 ]
+
+COST_HEADERS = {
+    "arch": "arch",
+    "params": "params",
+    "macs_256_G": "GMACs (256² LR)",
+    "macs_720p_G": "GMACs (720p out)",
+    "cpu_latency_ms": "CPU ms",
+    "cpu_inference_MiB": "CPU MiB",
+    "gpu_latency_ms": "GPU ms",
+    "gpu_peak_MiB": "GPU MiB",
+}
+
+COLLAPSE_DB = 0.05
+
+
+def collapsed(summary: pd.DataFrame, baseline: str = "bicubic") -> list[str]:
+    """Trained models within ``COLLAPSE_DB`` of bicubic on every set and scale: they learned
+    (next to) nothing, and every table marks them."""
+    psnr = summary.pivot_table(index="model", columns=["set", "scale"], values="psnr_y")
+    if baseline not in psnr.index:
+        return []
+    close = (psnr - psnr.loc[baseline]).abs() <= COLLAPSE_DB
+    return [m for m in psnr.index if m != baseline and bool(close.loc[m].all())]
+
+
+def typeset(frame: pd.DataFrame, caption: str, best: pd.DataFrame | None = None) -> dict:
+    """A table as the report template takes it: header, string cells, the best-cell mask."""
+    flat = frame.reset_index()
+    columns = [" ".join(map(str, c)).strip() if isinstance(c, tuple) else str(c) for c in flat.columns]
+    mask = [[False] * len(columns) for _ in range(len(flat))]
+    if best is not None:
+        offset = frame.index.nlevels
+        for i in range(len(flat)):
+            for j, value in enumerate(best.to_numpy()[i]):
+                mask[i][offset + j] = bool(value)
+    rows = [["" if pd.isna(v) else str(v) for v in row] for row in flat.itertuples(index=False)]
+    return {"columns": columns, "rows": rows, "best": mask, "caption": caption}
+
+
+def accuracy_for_print(summary: pd.DataFrame) -> dict:
+    """The PSNR / SSIM table with the best PSNR per column in bold and collapsed models marked."""
+    table = psnr_ssim_table(summary)
+    psnr = summary.assign(scale=summary.scale.map("×{}".format)).pivot(
+        index="model", columns=["set", "scale"], values="psnr_y"
+    )
+    psnr = psnr.reindex(index=table.index, columns=table.columns)
+    trained = psnr.drop(index="bicubic", errors="ignore")
+    best = psnr.eq(trained.max()) & psnr.index.to_series().ne("bicubic").to_numpy()[:, None]
+    down = set(collapsed(summary))
+    table.index = [f"{m} (collapsed)" if m in down else m for m in table.index]
+    table.index.name = "model"
+    return typeset(
+        table,
+        "PSNR (dB) / SSIM on BT.601 Y, border = scale, SR rounded to uint8, averaged over "
+        "images. Bold: the best model per column. \"collapsed\": within "
+        f"{COLLAPSE_DB} dB of bicubic everywhere.",
+        best,
+    )
+
+
+def cost_for_print(cost: pd.DataFrame, note: str) -> dict:
+    """The cost table with units in the headers and the lowest value per column in bold."""
+    table = cost_table(cost)
+    numeric = table.select_dtypes("number")
+    best = numeric.eq(numeric.min()) & numeric.notna()
+    shown = table.copy()
+    for column in numeric:
+        digits = 0 if column == "params" else 2
+        shown[column] = numeric[column].map(
+            lambda v, d=digits: "" if pd.isna(v) else f"{v:,.{d}f}"
+        )
+    best = best.reindex(columns=shown.columns, fill_value=False)
+    return typeset(shown.rename(columns=COST_HEADERS), note, best)
