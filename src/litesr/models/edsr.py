@@ -15,11 +15,13 @@ def conv3x3(in_ch: int, out_ch: int) -> nn.Conv2d:
 
 
 class ResBlock(nn.Module):
-    """conv-ReLU-conv, scaled by ``res_scale``, plus the identity."""
+    """conv-ReLU-conv, scaled by ``res_scale``, plus the identity; the inner width ``mid``
+    (between the two convs) defaults to ``n_feats`` (a channel-pruned block has fewer)."""
 
-    def __init__(self, n_feats: int, res_scale: float = 1.0) -> None:
+    def __init__(self, n_feats: int, res_scale: float = 1.0, mid: int | None = None) -> None:
         super().__init__()
-        self.body = nn.Sequential(conv3x3(n_feats, n_feats), nn.ReLU(), conv3x3(n_feats, n_feats))
+        mid = n_feats if mid is None else mid
+        self.body = nn.Sequential(conv3x3(n_feats, mid), nn.ReLU(), conv3x3(mid, n_feats))
         self.res_scale = res_scale
 
     def forward(self, x: Tensor) -> Tensor:
@@ -43,18 +45,30 @@ class EDSR(nn.Module):
     """EDSR: head conv, residual blocks, body-end conv, global skip, upsampler, tail conv.
 
     The DIV2K mean is subtracted from the input and added back to the output.
+    ``block_widths`` (optional, one per residual block) are the inner widths of channel-pruned
+    blocks; without it every block is ``n_feats`` wide.
     """
 
     def __init__(
-        self, scale: int, n_resblocks: int = 16, n_feats: int = 64, res_scale: float = 1.0
+        self,
+        scale: int,
+        n_resblocks: int = 16,
+        n_feats: int = 64,
+        res_scale: float = 1.0,
+        block_widths: list[int] | None = None,
     ) -> None:
         super().__init__()
+        widths = [n_feats] * n_resblocks if block_widths is None else list(block_widths)
+        if len(widths) != n_resblocks or min(widths, default=1) < 1:
+            raise ValueError(
+                f"block_widths needs {n_resblocks} positive widths (one per block), got {widths}"
+            )
         self.scale = scale
         self.register_buffer(
             "rgb_mean", torch.tensor(DIV2K_RGB_MEAN).view(1, 3, 1, 1), persistent=False
         )
         self.head = conv3x3(3, n_feats)
-        self.body = nn.ModuleList(ResBlock(n_feats, res_scale) for _ in range(n_resblocks))
+        self.body = nn.ModuleList(ResBlock(n_feats, res_scale, w) for w in widths)
         self.body_end = conv3x3(n_feats, n_feats)
         self.upsample = upsampler(n_feats, scale)
         self.tail = conv3x3(n_feats, 3)

@@ -1,0 +1,145 @@
+"""DRC: dual regression compression (Guo et al.), on the shared pieces.
+
+An EDSR primal is trained twice at equal budget: plainly (``drc.primal``, a model of
+``models`` made by the shared ``train`` rule) and with dual regression (``drc-primal``, the
+same arch, args, recipe and seed with ``L1 + λ · L1(D(P(x)), x)``). The
+dual-trained primal is compressed at every ratio by DRC (``drc-r<100·ratio>``: channel-number
+search, block-by-block dual-regression pruning, fine-tuning with distillation) and by the
+L1-norm baseline (``drc-l1-r<100·ratio>-s<seed>``, uniform widths, the same post-pruning
+steps and objective) for each baseline seed. See :mod:`litesr.methods.drc.pipeline`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from litesr.methods.drc import report
+from litesr.methods.drc.dual import DualNet, DualTask
+from litesr.methods.drc.pipeline import drc_compress, l1_compress, train_primal
+from litesr.methods.drc.search import SearchTask, candidate_widths
+from litesr.methods.plan import Figure, MadeModel, Paths, Plan, Table
+from litesr.methods.registry import Method
+
+__all__ = ["METHOD", "DualNet", "DualTask", "SearchTask", "candidate_widths"]
+
+PRIMAL = "drc-primal"
+
+
+def tag(ratio: float) -> str:
+    """``r30`` for ratio 0.3 (model names hold no dots)."""
+    return f"r{round(ratio * 100)}"
+
+
+def drc_name(ratio: float) -> str:
+    return f"drc-{tag(ratio)}"
+
+
+def l1_name(ratio: float, seed: int) -> str:
+    return f"drc-l1-{tag(ratio)}-s{seed}"
+
+
+def plan(section: dict[str, Any], config: dict[str, Any], paths: Paths) -> Plan:
+    """Both primals, the DRC and L1 models of every ratio, the widths figure and the table."""
+    spec = config["models"].get(section["primal"])
+    if spec is None or spec["arch"] != "edsr":
+        raise ValueError(
+            f"drc.primal: {section['primal']!r} must name an edsr model of `models` "
+            f"(got {spec['arch'] if spec else 'no such model'})"
+        )
+    args = spec.get("args", {})
+    blocks = args.get("n_resblocks", 16)
+    if "block_widths" in args:
+        raise ValueError("drc.primal: the primal must be unpruned; its args set block_widths")
+    ratios = section["ratios"]
+    if len({tag(r) for r in ratios}) != len(ratios):
+        raise ValueError(f"drc.ratios: {ratios} name the same model (ratios are kept to 1 %)")
+    seed = config.get("seed", 0)
+    lam, distill = section.get("lam", 0.1), section.get("distill", 1.0)
+    dual = section.get("dual", {})
+    seeds = section.get("baseline_seeds", [0, 1, 2])
+    layer_steps = section["layer"]["steps"] * blocks
+    common = {"dual": dual, "lam": lam, "distill": distill}
+    made = [
+        MadeModel(
+            name=PRIMAL,
+            step="primal",
+            inputs={"data": "@train"},
+            params={
+                "arch": "edsr",
+                "args": args,
+                "recipe": {"seed": seed, **spec["train"]},
+                "dual": dual,
+                "lam": lam,
+            },
+        )
+    ]
+    for ratio in ratios:
+        made.append(
+            MadeModel(
+                name=drc_name(ratio),
+                step="drc",
+                inputs={"primal": PRIMAL, "data": "@train"},
+                params={
+                    "ratio": ratio,
+                    "search": section["search"],
+                    "layer": section["layer"],
+                    "finetune": section["finetune"],
+                    "importance": section.get("importance", {}),
+                    "seed": seed,
+                    **common,
+                },
+            )
+        )
+        made += [
+            MadeModel(
+                name=l1_name(ratio, s),
+                step="l1",
+                inputs={"primal": PRIMAL, "data": "@train"},
+                params={
+                    "ratio": ratio,
+                    "steps": layer_steps + section["finetune"]["steps"],
+                    "finetune": section["finetune"],
+                    "seed": s,
+                    **common,
+                },
+            )
+            for s in seeds
+        ]
+    scale0 = paths.scales[0]
+    figures = [
+        Figure(
+            name="drc_widths",
+            title="DRC: searched per-layer widths",
+            kind="widths",
+            files={
+                "models": [paths.model(drc_name(r), scale0) for r in ratios],
+                "primal": paths.model(PRIMAL, scale0),
+            },
+            caption=f"Inner width of every residual block after DRC (×{scale0}; solid, read from "
+            "each model file's metadata) against the uniform width of the same ratio (dashed; "
+            "the L1 baseline's, the largest search candidate). The primal's width is the top "
+            "line.",
+        )
+    ]
+    tables = [
+        Table(
+            title="DRC: pruned primals against the unpruned ones and L1-norm pruning",
+            kind="table",
+            params={"primal": section["primal"], "seeds": len(seeds)},
+            caption="PSNR-Y / SSIM-Y per set and scale, parameters, MACs (720p output) and CPU "
+            "latency. The L1 row is the mean over the baseline seeds; its spread is max − min "
+            "PSNR over the seeds. DRC − L1 is a win only where it exceeds that spread.",
+        )
+    ]
+    return Plan(made=made, figures=figures, tables=tables)
+
+
+METHOD = Method(
+    name="drc",
+    schema=Path(__file__).with_name("schema.yaml"),
+    plan=plan,
+    steps={"primal": train_primal, "drc": drc_compress, "l1": l1_compress},
+    figures={"widths": report.widths_figure},
+    tables={"table": report.drc_table},
+)

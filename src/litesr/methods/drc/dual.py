@@ -1,0 +1,117 @@
+"""Dual regression: a small network D maps the SR image back to LR, trained with the primal.
+
+D has one stride-2 3×3 conv + LeakyReLU(0.2) per factor 2 of the scale (×3: one 3×3 conv
+of stride 3 without padding, so each LR pixel sees exactly its 3×3 HR block), then a 3×3 conv
+to RGB, as DRN's ``DownBlock`` (bias-free convs). The loss of :class:`DualTask` is
+``L1(P(x), y) + λ L1(D(P(x)), x)`` (λ = 0.1 in the paper), optionally plus a feature
+distillation term ``β mean_b L1(f_b(P), f_b(T))`` over the residual-block outputs of a frozen
+unpruned model T (DRC's fine-tuning).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from litesr.atomic import atomic_path
+from litesr.train.objectives import Task
+
+
+class DualNet(nn.Module):
+    """SR image → LR image: stride-2 conv blocks, one per factor 2 (×3: one stride-3 conv)."""
+
+    def __init__(self, scale: int, n_feats: int = 16, slope: float = 0.2) -> None:
+        super().__init__()
+        if scale == 3:
+            steps = [(3, 0)]
+        elif scale >= 2 and not scale & (scale - 1):
+            steps = [(2, 1)] * (scale.bit_length() - 1)
+        else:
+            raise ValueError(f"the dual network supports scale 3 or a power of two, got {scale}")
+        layers: list[nn.Module] = []
+        in_ch = 3
+        for stride, pad in steps:
+            layers += [
+                nn.Conv2d(in_ch, n_feats, 3, stride=stride, padding=pad, bias=False),
+                nn.LeakyReLU(slope),
+            ]
+            in_ch = n_feats
+        layers.append(nn.Conv2d(n_feats, 3, 3, padding=1, bias=False))
+        self.body = nn.Sequential(*layers)
+        self.scale = scale
+
+    def forward(self, sr: Tensor) -> Tensor:
+        return self.body(sr)
+
+
+def save_dual(dual: DualNet, path: Path) -> Path:
+    """The dual network's weights (a side file of a stage; not a registry model)."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tensors = {k: v.detach().cpu().contiguous() for k, v in dual.state_dict().items()}
+        save_file(tensors, str(tmp))
+    return path
+
+
+def load_dual(dual: DualNet, path: Path) -> DualNet:
+    dual.load_state_dict(load_file(Path(path)))
+    return dual
+
+
+def block_features(model: nn.Module, lr: Tensor) -> tuple[Tensor, list[Tensor]]:
+    """SR output and residual-block outputs of an EDSR-like model (``return_features``)."""
+    try:
+        return model(lr, return_features=True)
+    except TypeError as err:
+        raise ValueError(
+            f"feature distillation needs a model with forward(x, return_features=True); "
+            f"{type(model).__name__} has none"
+        ) from err
+
+
+class DualTask(Task):
+    """Primal + dual regression (+ optional distillation from a frozen reference model)."""
+
+    def __init__(
+        self,
+        student: nn.Module,
+        dual: DualNet | None,
+        lam: float = 0.1,
+        *,
+        reference: nn.Module | None = None,
+        distill: float = 0.0,
+    ) -> None:
+        super().__init__(student)
+        if lam > 0 and dual is None:
+            raise ValueError(f"dual weight λ = {lam} needs a dual network")
+        if distill > 0 and reference is None:
+            raise ValueError(f"distillation weight {distill} needs a reference model")
+        self.lam, self.distill = lam, distill
+        if lam > 0:
+            self.dual = dual
+        if distill > 0:
+            self.freeze("reference", reference)
+
+    def terms(self, lr: Tensor, hr: Tensor) -> dict[str, Tensor]:
+        """The unweighted loss terms of one batch: ``primal``, ``dual``, ``distill``."""
+        if self.distill > 0:
+            sr, feats = block_features(self.student, lr)
+            with torch.no_grad():
+                _, ref = block_features(self.reference, lr)
+            if len(feats) != len(ref):
+                raise ValueError(f"{len(feats)} student features but {len(ref)} reference ones")
+            distill = torch.stack(
+                [nn.functional.l1_loss(f, r) for f, r in zip(feats, ref, strict=True)]
+            ).mean()
+        else:
+            sr, distill = self.student(lr), lr.new_zeros(())
+        dual = nn.functional.l1_loss(self.dual(sr), lr) if self.lam > 0 else lr.new_zeros(())
+        return {"primal": nn.functional.l1_loss(sr, hr), "dual": dual, "distill": distill}
+
+    def loss(self, lr: Tensor, hr: Tensor) -> tuple[Tensor, dict[str, float]]:
+        t = self.terms(lr, hr)
+        total = t["primal"] + self.lam * t["dual"] + self.distill * t["distill"]
+        return total, {name: float(v.detach()) for name, v in t.items()}
