@@ -14,7 +14,8 @@ from torch import nn
 from litesr.data.resize import imresize
 from litesr.models import available, build
 from litesr.models.store import load_model, read_meta, save_model
-from litesr.models.vdsr import _bicubic_matrix, rgb_to_ycbcr, upsample_bicubic, ycbcr_to_rgb
+from litesr.data.color import rgb_to_ycbcr, ycbcr_to_rgb
+from litesr.data.resize_torch import bicubic_matrix, upsample_bicubic
 
 SMALL = {
     "edsr": {"n_resblocks": 2, "n_feats": 8},
@@ -96,9 +97,9 @@ def test_vdsr_upsampling_matches_imresize(scale: int, rng: np.random.Generator) 
 def test_bicubic_matrices_are_cached() -> None:
     x = torch.rand(1, 3, 9, 10)
     upsample_bicubic(x, 3)
-    hits = _bicubic_matrix.cache_info().hits
+    hits = bicubic_matrix.cache_info().hits
     upsample_bicubic(x, 3)
-    assert _bicubic_matrix.cache_info().hits == hits + 2
+    assert bicubic_matrix.cache_info().hits == hits + 2
 
 
 def test_ycbcr_conversion() -> None:
@@ -188,3 +189,61 @@ def test_store_errors(tmp_path: Path) -> None:
     save_file({"w": torch.zeros(2)}, str(wrong), metadata={"arch": "vdsr", "args": args})
     with pytest.raises(ValueError, match="wrong.safetensors"):
         load_model(wrong)
+
+
+def test_store_files_are_byte_identical(tmp_path: Path) -> None:
+    """safetensors writes its metadata map in a random order; save_model fixes the order."""
+    import hashlib
+
+    torch.manual_seed(0)
+    args = {"scale": 2, **SMALL["edsr"]}
+    model = build("edsr", **args)
+    meta = {f"key{i}": i for i in range(16)} | {"history": {"b": 1, "a": [2, 3]}}
+    digests = set()
+    for i in range(3):
+        path = tmp_path / f"m{i}.safetensors"
+        # the same args and meta in another insertion order give the same bytes too
+        order = -1 if i % 2 else 1
+        save_model(
+            model,
+            path,
+            arch="edsr",
+            args=dict(list(args.items())[::order]),
+            meta=dict(list(meta.items())[::order]),
+        )
+        digests.add(hashlib.sha256(path.read_bytes()).hexdigest())
+    assert len(digests) == 1
+    loaded, got = load_model(tmp_path / "m0.safetensors")
+    assert got["args"] == args and got["history"] == meta["history"]
+
+
+def test_store_refuses_a_small_file_asking_for_a_huge_model(tmp_path: Path) -> None:
+    """The header is checked against a meta-device model before anything is allocated: an
+    EDSR of 2048 features x 32 blocks (2.7 G parameters, 11 GB) is never built."""
+    import time
+
+    path = tmp_path / "bomb.safetensors"
+    args = json.dumps({"scale": 2, "n_feats": 2048, "n_resblocks": 32})
+    save_file({"head.weight": torch.zeros(2)}, str(path), metadata={"arch": "edsr", "args": args})
+    assert path.stat().st_size < 1024
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=r"bomb\.safetensors.*do not match") as err:
+        load_model(path)
+    assert time.perf_counter() - start < 1.0
+    assert "head.weight (2,) (expected (2048, 3, 3, 3))" in str(err.value)
+    assert "missing tensors" in str(err.value)
+
+
+def test_store_refuses_wrong_shapes_before_building(tmp_path: Path) -> None:
+    small = {"scale": 2, **SMALL["edsr"]}
+    path = tmp_path / "lie.safetensors"
+    save_model(build("edsr", **small), path, arch="edsr", args=small)
+    # the same weights, with metadata that claims twice the features
+    from safetensors import safe_open
+
+    with safe_open(path, framework="pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    big = small | {"n_feats": 2 * small["n_feats"]}
+    save_file(tensors, str(path), metadata={"arch": "edsr", "args": json.dumps(big)})
+    with pytest.raises(ValueError, match=r"lie\.safetensors.*wrong shapes"):
+        load_model(path)

@@ -165,7 +165,9 @@ def test_two_trainings_of_one_output_do_not_collide(train_dir, tmp_path):
 
 
 def test_nan_loss_stops_with_a_clear_error(train_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(PixelTask, "loss", lambda self, lr, hr: (self.student(lr).sum() * float("nan"), {}))
+    monkeypatch.setattr(
+        PixelTask, "loss", lambda self, lr, hr: (self.student(lr).sum() * float("nan"), {})
+    )
     with pytest.raises(TrainingDiverged, match="step 1"):
         run(train_dir, tmp_path / "nan.safetensors")
     assert not (tmp_path / "nan.safetensors").exists()
@@ -299,5 +301,32 @@ def test_recipe_schema_lists_every_recipe_field():
 
     import yaml
 
-    schema = yaml.safe_load((Path(__file__).parents[1] / "src/litesr/train/recipe.schema.yaml").read_text())
+    schema = yaml.safe_load(
+        (Path(__file__).parents[1] / "src/litesr/train/recipe.schema.yaml").read_text()
+    )
     assert set(schema["properties"]) == {f.name for f in dataclasses.fields(TrainSpec)}
+
+
+def test_a_checkpoint_of_other_data_is_not_resumed(train_dir, tmp_path, monkeypatch, caplog):
+    import shutil
+
+    from litesr.data.images import read_image
+
+    data = tmp_path / "data"
+    shutil.copytree(train_dir, data)
+    out = tmp_path / "m.safetensors"
+    with monkeypatch.context() as patch:
+        fail_at_call(patch, 8, KeyboardInterrupt("killed"))
+        with pytest.raises(KeyboardInterrupt):
+            run(data, out)
+    # Re-prepare the same folder from other images: the checkpoint must not be resumed.
+    hr = read_image(data / "HR" / "img0.png")
+    prepare_set([_write(tmp_path / "other.png", 255 - hr)], 2, data, progress=False)
+    with caplog.at_level(logging.WARNING):
+        run(data, out)
+    assert "another configuration or data" in caplog.text
+
+
+def _write(path: Path, img) -> Path:
+    write_png(path, img)
+    return path

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from litesr.atomic import output_lock
+from litesr.data.sources import data_fingerprint
 from litesr.models import build
 from litesr.models.store import save_model
 from litesr.train.loop import fit
@@ -54,7 +55,7 @@ def train_model(
             checkpoint=out.with_name(out.name + ".ckpt"),
             log_tsv=log,
             device=device,
-            fingerprint=f"{arch}{sorted(args.items())}{scale}{Path(data).resolve()}",
+            fingerprint=f"{arch}{sorted(args.items())}{scale}{data_fingerprint(data)}",
             progress=progress,
         )
         save_model(

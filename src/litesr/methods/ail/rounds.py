@@ -16,6 +16,7 @@ import pandas as pd
 from torch import nn
 
 from litesr.atomic import output_lock
+from litesr.data.sources import data_fingerprint
 from litesr.device import resolve_device
 from litesr.digest import file_sha256
 from litesr.methods.ail.importance import AILTask, Importance
@@ -93,7 +94,10 @@ def train_rounds(
         student = run_stages(
             student,
             plan,
-            fingerprint=f"{spec.fingerprint()}|{imp}|{file_sha256(init)}|{teacher and file_sha256(teacher)}",
+            fingerprint=(
+                f"{spec.fingerprint()}|{imp}|{data_fingerprint(data)}|{file_sha256(init)}|"
+                f"{teacher and file_sha256(teacher)}"
+            ),
         )
         table = pd.concat(
             [pd.read_csv(s.files.log, sep="\t").assign(round=r) for r, s in enumerate(plan)],
