@@ -1,0 +1,77 @@
+"""A plain SR network (MemSR, Wu et al., ICML 2022): 3×3 convolutions and ReLUs, no skips.
+
+Layer ``i`` is a 3×3 convolution to ``widths[i]`` channels, a ReLU (every layer except the
+last) and, where ``factors[i] > 1``, a PixelShuffle by that factor. By default only the last
+layer shuffles, by ``scale``, and its width must then be ``3 · scale²`` (the usual student
+shape); the default widths are MemSR's student of an EDSR-baseline teacher (34 hidden layers
+of 64 channels: head, two per block, body end). With ``factors`` the exact plain form of
+EDSR keeps its sub-pixel upsampler (conv, shuffle, conv, shuffle, conv) and can be rebuilt
+from its arguments.
+
+At inference no more than the input and the output of one layer are alive at a time (the
+ReLU and the shuffle work on the convolution's output), which is MemSR's memory argument.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from litesr.models import register
+
+
+@register("plain")
+class PlainSR(nn.Module):
+    """A stack of conv 3×3 (+ ReLU, + PixelShuffle where asked); ReLU on all but the last."""
+
+    def __init__(
+        self,
+        scale: int,
+        widths: list[int] | None = None,
+        factors: list[int] | None = None,
+        in_channels: int = 3,
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        if widths is None:  # the student of an EDSR-baseline teacher at the authors' r = 64
+            widths = [64] * 34 + [3 * scale * scale]
+        if not widths:
+            raise ValueError("plain: widths must list at least one layer")
+        factors = list(factors) if factors is not None else [1] * (len(widths) - 1) + [scale]
+        if len(factors) != len(widths):
+            raise ValueError(f"plain: {len(factors)} factors for {len(widths)} widths")
+        if any(f < 1 for f in factors) or math.prod(factors) != scale:
+            raise ValueError(f"plain: the shuffle factors {factors} must multiply to {scale}")
+        channels = in_channels
+        self.convs = nn.ModuleList()
+        for i, (width, f) in enumerate(zip(widths, factors, strict=True)):
+            if width % (f * f):
+                raise ValueError(f"plain: layer {i} width {width} is not a multiple of {f}²")
+            self.convs.append(nn.Conv2d(channels, width, 3, padding=1, bias=bias))
+            channels = width // (f * f)
+        if channels != 3:
+            raise ValueError(
+                f"plain: the last layer must give 3 channels after its shuffle, got {channels} "
+                f"(widths {widths}, factors {factors})"
+            )
+        self.scale = scale
+        self.factors = factors
+
+    def forward(
+        self, x: Tensor, return_features: bool = False
+    ) -> Tensor | tuple[Tensor, list[Tensor]]:
+        """SR image; with ``return_features`` also every hidden layer's output (after its ReLU
+        and shuffle)."""
+        feats = []
+        last = len(self.convs) - 1
+        for i, (conv, f) in enumerate(zip(self.convs, self.factors, strict=True)):
+            x = conv(x)
+            if i < last:
+                x = torch.relu_(x)  # in place: the convolution's backward does not need it
+            if f > 1:
+                x = nn.functional.pixel_shuffle(x, f)
+            if return_features and i < last:
+                feats.append(x)
+        return (x, feats) if return_features else x
