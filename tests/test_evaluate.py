@@ -107,3 +107,58 @@ def test_device_setting_auto_and_bad_values():
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+def test_an_image_too_small_for_ssim_is_named_before_any_model_runs(tmp_path):
+    """At x4 the 11x11 SSIM window needs sides of 11 + 2 * 4 = 19 pixels after no crop."""
+    data = tmp_path / "set"
+    rng = np.random.default_rng(0)
+    for name, (h, w) in {"big": (40, 40), "thin": (40, 16)}.items():
+        write_png(data / "HR" / f"{name}.png", rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+        write_png(data / "LR" / f"{name}.png", np.zeros((h // 4, w // 4, 3), np.uint8))
+    with pytest.raises(ValueError, match=r"thin\.png \(16x40\).*at least 19 pixels") as err:
+        evaluate_set(
+            str(tmp_path / "no-such-model.safetensors"),  # never loaded: sizes come first
+            data,
+            4,
+            tmp_path / "e.tsv",
+            model_name="m",
+            set_name="s",
+            progress=False,
+        )
+    assert "big.png" not in str(err.value)
+    assert not (tmp_path / "e.tsv").exists()
+
+
+def test_ssim_names_the_window_for_small_arrays():
+    from litesr.evaluate.metrics import ssim_y
+
+    img = np.zeros((18, 30, 3), np.uint8)
+    with pytest.raises(ValueError, match=r"30x18 pixels is 22x10 after cropping 4.*11x11"):
+        ssim_y(img, img, 4)
+    square = np.zeros((19, 19, 3), np.uint8)
+    assert ssim_y(square, square, 4) == pytest.approx(1.0)
+
+
+def test_saved_sr_images_replace_the_folder_whole(tmp_path):
+    """evaluate_set's save_dir holds exactly the images measured, written atomically."""
+    data = tmp_path / "set"
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        hr = rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)
+        write_png(data / "HR" / f"{name}.png", hr)
+        write_png(data / "LR" / f"{name}.png", hr[::2, ::2])
+    sr_dir = tmp_path / "sr"
+    write_png(sr_dir / "stale.png", np.zeros((4, 4, 3), np.uint8))
+    evaluate_set(
+        "bicubic",
+        data,
+        2,
+        tmp_path / "e.tsv",
+        model_name="bicubic",
+        set_name="s",
+        save_dir=sr_dir,
+        progress=False,
+    )
+    assert sorted(p.name for p in sr_dir.iterdir()) == ["a.png", "b.png"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

@@ -289,3 +289,88 @@ def test_list_images_errors(tmp_path: Path) -> None:
     (tmp_path / "readme.txt").write_text("x")
     with pytest.raises(ImageError, match="no images"):
         list_images(tmp_path)
+
+
+def _png_header_only(path: Path, w: int, h: int) -> None:
+    """A tiny PNG whose header declares ``w`` x ``h`` pixels (a decompression bomb's shape)."""
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", ihdr)
+        + _chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + _chunk(b"IEND", b"")
+    )
+
+
+@pytest.mark.parametrize(("w", "h"), [(12_000, 10_000), (100_000, 100_000)])
+def test_pixel_limit_refuses_from_the_header(tmp_path: Path, w: int, h: int) -> None:
+    """Both over our 100 MP limit; the second is also over Pillow's own bomb limit, whose
+    DecompressionBombError must not surface: the error is ours, naming the file and size."""
+    import time
+
+    from PIL import Image as PILImage
+
+    before = PILImage.MAX_IMAGE_PIXELS
+    _png_header_only(tmp_path / "bomb.png", w, h)
+    start = time.perf_counter()
+    with pytest.raises(ImageError, match=rf"bomb\.png: image is {w}x{h} = .* megapixels, over"):
+        read_image(tmp_path / "bomb.png")
+    assert time.perf_counter() - start < 1.0
+    assert PILImage.MAX_IMAGE_PIXELS == before  # Pillow's setting is restored
+
+
+def test_pixel_limit_argument_and_environment(
+    tmp_path: Path, rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from litesr.data.images import DEFAULT_MAX_PIXELS, MAX_PIXELS_ENV, max_pixels_limit
+
+    Image.fromarray(_rgb(rng)).save(tmp_path / "a.png")  # 7 x 5 = 35 pixels
+    assert read_image(tmp_path / "a.png", max_pixels=35).shape == (5, 7, 3)
+    with pytest.raises(ImageError, match=r"a\.png: image is 7x5 .* LITESR_MAX_PIXELS"):
+        read_image(tmp_path / "a.png", max_pixels=34)
+    monkeypatch.setenv(MAX_PIXELS_ENV, "34")
+    with pytest.raises(ImageError, match=r"a\.png: image is 7x5"):
+        read_image(tmp_path / "a.png")
+    monkeypatch.setenv(MAX_PIXELS_ENV, "1_000")
+    assert read_image(tmp_path / "a.png").shape == (5, 7, 3)
+    monkeypatch.setenv(MAX_PIXELS_ENV, "lots")
+    with pytest.raises(ValueError, match="LITESR_MAX_PIXELS='lots'"):
+        read_image(tmp_path / "a.png")
+    monkeypatch.delenv(MAX_PIXELS_ENV)
+    assert max_pixels_limit() == DEFAULT_MAX_PIXELS == 100_000_000
+    with pytest.raises(ValueError, match="max_pixels"):
+        max_pixels_limit(0)
+
+
+def test_list_images_refuses_a_broken_symlink(tmp_path: Path, rng: np.random.Generator) -> None:
+    Image.fromarray(_rgb(rng)).save(tmp_path / "a.png")
+    (tmp_path / "b.png").symlink_to(tmp_path / "gone.png")
+    (tmp_path / "c.png").symlink_to(tmp_path / "a.png")  # a working link is read
+    with pytest.raises(ImageError, match=r"broken symbolic link.*b\.png -> .*gone\.png"):
+        list_images(tmp_path)
+    (tmp_path / "b.png").unlink()
+    assert [p.name for p in list_images(tmp_path)] == ["a.png", "c.png"]
+
+
+def test_list_images_warns_about_images_in_subfolders(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    from litesr.data.images import ImageWarning
+
+    Image.fromarray(_rgb(rng)).save(tmp_path / "a.png")
+    (tmp_path / "x4" / "deep").mkdir(parents=True)
+    Image.fromarray(_rgb(rng)).save(tmp_path / "x4" / "deep" / "b.png")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.txt").write_text("no images here")
+    with pytest.warns(ImageWarning, match=r"subfolder\(s\) x4 are not read"):
+        assert [p.name for p in list_images(tmp_path)] == ["a.png"]
+
+
+def test_list_images_refuses_two_images_with_one_stem(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    Image.fromarray(_rgb(rng)).save(tmp_path / "a.png")
+    Image.fromarray(_rgb(rng)).save(tmp_path / "a.jpg")
+    Image.fromarray(_rgb(rng)).save(tmp_path / "b.png")
+    with pytest.raises(ImageError, match=rf"{tmp_path}: .*a\.jpg and a\.png"):
+        list_images(tmp_path)

@@ -117,7 +117,9 @@ def test_a_plugin_method_reaches_the_tables_and_the_pdf(tmp_path):
     from pypdf import PdfReader
 
     wd = with_config(tmp_path, TINY)
-    result = snakemake(wd, "--cores", "2", "reports/all.pdf", "--configfile", "tiny.yaml", timeout=900)
+    result = snakemake(
+        wd, "--cores", "2", "reports/all.pdf", "--configfile", "tiny.yaml", timeout=900
+    )
     assert result.returncode == 0, result.stdout[-4000:]
     summary = pd.read_csv(wd / "results/tables/psnr_ssim.tsv", sep="\t")
     assert {"toya-copy", "toyb-copy"} <= set(summary.model)

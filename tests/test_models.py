@@ -11,11 +11,11 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from litesr.data.color import rgb_to_ycbcr, ycbcr_to_rgb
 from litesr.data.resize import imresize
+from litesr.data.resize_torch import bicubic_matrix, upsample_bicubic
 from litesr.models import available, build
 from litesr.models.store import load_model, read_meta, save_model
-from litesr.data.color import rgb_to_ycbcr, ycbcr_to_rgb
-from litesr.data.resize_torch import bicubic_matrix, upsample_bicubic
 
 SMALL = {
     "edsr": {"n_resblocks": 2, "n_feats": 8},

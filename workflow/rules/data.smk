@@ -1,5 +1,7 @@
 """Data: download (when the source is `download`), then modcrop + MATLAB bicubic per set and scale."""
 
+include: "data_inputs.smk"
+
 
 rule download:
     conda:
@@ -15,14 +17,14 @@ rule download:
     resources:
         downloads=1,
     shell:
-        "litesr --quiet download --dataset {wildcards.dataset} --root {params.root} 2> {log}"
+        "litesr --quiet --log-file {log} download --dataset {wildcards.dataset} --root {params.root}"
 
 
 rule prepare:
     conda:
         "../../envs/litesr.yaml"
     input:
-        download_input,
+        prepare_input,
     output:
         directory("results/data/{set}/x{scale}"),
     params:
@@ -34,5 +36,5 @@ rule prepare:
     benchmark:
         "benchmarks/out/prepare/{set}_x{scale}.tsv"
     shell:
-        "litesr --quiet prepare --source {params.source} --where {params.where} --scale {wildcards.scale}"
-        " --download-root {params.root} --out {output} 2> {log}"
+        "litesr --quiet --log-file {log} prepare --source {params.source} --where {params.where}"
+        " --scale {wildcards.scale} --download-root {params.root} --out {output}"

@@ -1,4 +1,7 @@
-"""Evaluation: PSNR/SSIM (Y, border = scale) of every model and bicubic on every test set."""
+"""Evaluation: PSNR/SSIM (Y, border = scale) of every model and bicubic on every test set.
+
+Each evaluation also keeps the SR images it measured (results/sr/...), from which the audit
+recomputes every per-image number."""
 
 
 rule evaluate:
@@ -8,7 +11,8 @@ rule evaluate:
         model=evaluated_model,
         data=lambda w: set_dir(w.set, w.scale),
     output:
-        "results/eval/{model}/x{scale}/{set}.tsv",
+        tsv="results/eval/{model}/x{scale}/{set}.tsv",
+        sr=directory("results/sr/{model}/x{scale}/{set}"),
     params:
         ref=lambda w, input: input.model or "bicubic",
         device=config.get("device", "cpu"),
@@ -18,9 +22,10 @@ rule evaluate:
     benchmark:
         "benchmarks/out/evaluate/{model}_x{scale}_{set}.tsv"
     shell:
-        "OMP_NUM_THREADS={threads} litesr --quiet evaluate --model {params.ref} --name {wildcards.model}"
-        " --set {wildcards.set} --data {input.data} --scale {wildcards.scale}"
-        " --device {params.device} --out {output} 2> {log}"
+        "OMP_NUM_THREADS={threads} litesr --quiet --log-file {log} evaluate --model {params.ref}"
+        " --name {wildcards.model} --set {wildcards.set} --data {input.data}"
+        " --scale {wildcards.scale} --device {params.device} --out {output.tsv}"
+        " --save-dir {output.sr}"
 
 
 rule summarize:
@@ -35,4 +40,4 @@ rule summarize:
     benchmark:
         "benchmarks/out/summarize.tsv"
     shell:
-        "litesr --quiet summarize --out {output} {input} 2> {log}"
+        "litesr --quiet --log-file {log} summarize --out {output} {input}"

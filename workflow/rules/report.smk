@@ -18,7 +18,7 @@ rule figure_psnr_vs_cost:
     benchmark:
         "benchmarks/out/figures/psnr_vs_cost.tsv"
     shell:
-        "litesr --quiet figure psnr_vs_cost --inputs {params.inputs} --out {output} 2> {log}"
+        "litesr --quiet --log-file {log} figure psnr_vs_cost --inputs {params.inputs} --out {output}"
 
 
 rule figure_training_curves:
@@ -40,7 +40,7 @@ rule figure_training_curves:
     benchmark:
         "benchmarks/out/figures/training_curves.tsv"
     shell:
-        "litesr --quiet figure training_curves --inputs {params.inputs} --out {output} 2> {log}"
+        "litesr --quiet --log-file {log} figure training_curves --inputs {params.inputs} --out {output}"
 
 
 rule figure_crops:
@@ -66,7 +66,7 @@ rule figure_crops:
     benchmark:
         "benchmarks/out/figures/crops_x{scale}.tsv"
     shell:
-        "litesr --quiet figure crops --inputs {params.inputs} --out {output} 2> {log}"
+        "litesr --quiet --log-file {log} figure crops --inputs {params.inputs} --out {output}"
 
 
 rule audit:
@@ -86,7 +86,7 @@ rule audit:
         per_image=lambda w, input: as_json(list(input.per_image)),
         # Functions, so that Snakemake does not take the braces for wildcards.
         sr_pattern=lambda w: "results/sr/{model}/x{scale}/{set}",
-        hr_pattern=lambda w: set_dir("{set}", "{scale}") + "/HR",
+        hr_pattern=lambda w: os.path.join(set_dir("{set}", "{scale}"), "HR"),
         tmp="reports/.audit.tmp.ipynb",
     threads: 4
     log:
@@ -128,4 +128,4 @@ rule report:
     benchmark:
         "benchmarks/out/report.tsv"
     shell:
-        "litesr --quiet report --spec {params.spec} --out {output} 2> {log}"
+        "litesr --quiet --log-file {log} report --spec {params.spec} --out {output}"

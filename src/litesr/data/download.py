@@ -28,6 +28,8 @@ from typing import IO, Literal, cast
 
 from tqdm.auto import tqdm
 
+from litesr.atomic import honour_umask
+
 ArchiveFormat = Literal["zip", "tar"]  # "tar" may be compressed (gzip, bzip2, xz)
 CHUNK = 1 << 20
 USER_AGENT = "litesr-downloader"
@@ -252,6 +254,7 @@ def extract(
                 count += 1
         if not count:
             raise ArchiveError(f"{archive}: no files under {subdir or 'the archive root'!r}")
+        honour_umask(tmp, directory=True)  # mkdtemp made it owner-only
         os.replace(tmp, dest_dir)
     except (zipfile.BadZipFile, tarfile.TarError, zlib.error, EOFError, OSError) as exc:
         raise ArchiveError(f"{archive}: cannot extract ({type(exc).__name__}: {exc})") from exc

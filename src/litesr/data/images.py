@@ -13,18 +13,42 @@ Rule applied by :func:`read_image` (anything else raises :class:`ImageError` nam
   dropped only when every pixel is fully opaque; any transparent pixel is refused, since the
   super-resolution of transparent pixels is undefined.
 - CMYK, YCbCr, LAB, HSV, float (``F``) and any other mode are refused.
+- Images larger than a pixel limit (:data:`DEFAULT_MAX_PIXELS`, or ``LITESR_MAX_PIXELS``, or
+  the ``max_pixels`` argument) are refused from their header, before any pixel is decoded.
+
+:func:`list_images` lists the images directly in a folder. A broken symbolic link is an error
+(the image it stood for would silently drop out of the set); images in subfolders are not read
+and are reported with a warning (subfolders of other material, such as per-scale LR copies,
+are common); two images with the same name stem (``a.png`` and ``a.jpg``) are an error, since
+both would become ``a.png`` once prepared.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
+import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
 
+from litesr.atomic import atomic_path
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+# 100 megapixels: 3.3 times the largest image of the SR data sets in use (DIV8K, 7680 x 4320 =
+# 33 MP; DIV2K and Flickr2K are at most 2040 x 2040 = 4.2 MP). Decoded as uint8 RGB that is
+# 300 MB, and the float64 working copies of modcrop + bicubic stay within a few GB, so the
+# limit stops decompression bombs (a PNG of a few KB can declare 2^31 x 2^31 pixels) before
+# they exhaust memory, without refusing any real photograph.
+DEFAULT_MAX_PIXELS = 100_000_000
+MAX_PIXELS_ENV = "LITESR_MAX_PIXELS"
+# Pillow's own limit (Image.MAX_IMAGE_PIXELS, a warning then DecompressionBombError at twice
+# it) is a process-wide setting; ours replaces it while read_image opens a file.
+_PIL_LIMIT_LOCK = threading.RLock()
 
 _GRAY16 = ("I;16", "I;16B", "I;16L", "I;16N")
 # Pillow's 16-bit colour PNG raw modes, and the raw mode that yields the low bytes of the same
@@ -42,16 +66,82 @@ class ImageError(ValueError):
         self.reason = reason
 
 
-def read_image(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read ``path`` as a uint8 H x W x 3 RGB array following the module's stated rule."""
+class ImageWarning(UserWarning):
+    """Something in an image folder that is not read, reported rather than silently ignored."""
+
+
+def max_pixels_limit(max_pixels: int | None = None) -> int:
+    """The pixel limit: ``max_pixels`` if given, else ``$LITESR_MAX_PIXELS``, else the default."""
+    if max_pixels is not None:
+        if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
+            raise ValueError(f"max_pixels must be a positive integer, got {max_pixels!r}")
+        return max_pixels
+    raw = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_PIXELS
+    try:
+        value = int(raw.replace("_", ""))
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{MAX_PIXELS_ENV}={raw!r} is not a positive integer (a pixel count)")
+    return value
+
+
+@contextmanager
+def _pil_pixel_limit(limit: int) -> Iterator[None]:
+    """Pillow's process-wide bomb limit set to ours while one image is read (readers in
+    several threads of one process take turns; the workflow reads in separate processes)."""
+    with _PIL_LIMIT_LOCK:
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = limit
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def _open_checked(path: Path, limit: int) -> Image.Image:
+    """``Image.open`` (which reads only the header), then our limit applied to the declared
+    size before anything is decoded. Pillow's own check is off during the open, so that the
+    error is always ours, with the size; it is back on (at our limit) for the decoding."""
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        img = Image.open(path)
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+    w, h = img.size
+    if w * h > limit:
+        img.close()
+        raise ImageError(
+            path,
+            f"image is {w}x{h} = {w * h / 1e6:.1f} megapixels, over the limit of "
+            f"{limit / 1e6:g} megapixels (if it is genuine, raise the limit with "
+            f"{MAX_PIXELS_ENV}=<pixels>)",
+        )
+    return img
+
+
+def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) -> np.ndarray:
+    """Read ``path`` as a uint8 H x W x 3 RGB array following the module's stated rule.
+
+    Images of more than ``max_pixels`` pixels (default: ``$LITESR_MAX_PIXELS``, else
+    :data:`DEFAULT_MAX_PIXELS`) are refused from their header, before decoding.
+    """
     path = Path(path)
+    limit = max_pixels_limit(max_pixels)
     if not path.is_file():
         raise ImageError(path, "file not found")
+    with _pil_pixel_limit(limit):
+        return _read_limited(path, limit)
+
+
+def _read_limited(path: Path, limit: int) -> np.ndarray:
     try:
-        with Image.open(path) as img:
+        with _open_checked(path, limit) as img:
             rawmode = _rawmode(img)
             if img.format == "PNG" and rawmode in _PNG16_LOW:
-                return _from_png16(path, rawmode)
+                return _from_png16(path, rawmode, limit)
             if img.mode in ("RGB", "RGBA", "LA") and rawmode and ";16" in rawmode:
                 raise ImageError(path, f"16-bit colour {img.format} images are not supported")
             img.load()
@@ -108,9 +198,9 @@ def _to_rgb(path: Path, img: Image.Image) -> np.ndarray:
     )
 
 
-def _from_png16(path: Path, rawmode: str) -> np.ndarray:
+def _from_png16(path: Path, rawmode: str, limit: int) -> np.ndarray:
     """Decode a 16-bit-per-sample colour PNG exactly: high bytes, then low bytes, combined."""
-    with Image.open(path) as hi_img, Image.open(path) as lo_img:
+    with _open_checked(path, limit) as hi_img, _open_checked(path, limit) as lo_img:
         lo_img.tile = [(t[0], t[1], t[2], _PNG16_LOW[rawmode]) for t in lo_img.tile]
         hi_img.load()
         lo_img.load()
@@ -174,28 +264,67 @@ def write_png(path: str | os.PathLike[str], img: np.ndarray) -> None:
         raise ValueError(
             f"{path}: write_png needs a non-empty H x W x 3 or H x W array, got shape {img.shape}"
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            Image.fromarray(np.ascontiguousarray(img)).save(fh, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        Image.fromarray(np.ascontiguousarray(img)).save(tmp, format="PNG")
 
 
 def list_images(folder: str | os.PathLike[str]) -> list[Path]:
     """Sorted image files directly in ``folder`` (by extension, case-insensitive; dotfiles
-    such as macOS ``._x.png`` are skipped)."""
+    such as macOS ``._x.png`` are skipped).
+
+    Raises :class:`ImageError` naming the paths for a broken symbolic link and for two images
+    with one name stem; warns (:class:`ImageWarning`) about subfolders that hold images.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder not found: {folder}")
-    found = sorted(
-        p
-        for p in folder.iterdir()
-        if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and p.is_file()
-    )
+    found, broken, subfolders = [], [], []
+    for p in sorted(folder.iterdir()):
+        if p.name.startswith("."):
+            continue
+        if p.is_dir():
+            if _holds_images(p):
+                subfolders.append(p.name)
+            continue
+        if p.suffix.lower() not in IMAGE_EXTENSIONS:
+            continue
+        if not p.exists():  # a symbolic link to nothing (or a loop)
+            broken.append(p)
+        elif p.is_file():
+            found.append(p)
+    if broken:
+        targets = ", ".join(f"{p} -> {os.readlink(p)}" for p in broken if p.is_symlink())
+        raise ImageError(
+            folder, f"broken symbolic link(s) to image(s): {targets or ', '.join(map(str, broken))}"
+        )
+    if subfolders:
+        warnings.warn(
+            f"{folder}: images in subfolder(s) {', '.join(subfolders)} are not read (only the "
+            "images directly in the folder make the set)",
+            ImageWarning,
+            stacklevel=2,
+        )
+    by_stem: dict[str, list[str]] = {}
+    for p in found:
+        by_stem.setdefault(p.stem, []).append(p.name)
+    clashes = [names for names in by_stem.values() if len(names) > 1]
+    if clashes:
+        raise ImageError(
+            folder,
+            "images share a name stem and would overwrite each other once prepared: "
+            + "; ".join(" and ".join(names) for names in clashes),
+        )
     if not found:
         raise ImageError(folder, f"no images ({', '.join(IMAGE_EXTENSIONS)}) in this folder")
     return found
+
+
+def _holds_images(folder: Path) -> bool:
+    """Whether ``folder`` or any folder below it holds an image file (not a hidden one)."""
+    try:
+        return any(
+            p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+            for p in folder.rglob("*")
+        )
+    except OSError:
+        return False

@@ -1,22 +1,30 @@
 """Where HR images come from (embedded, folder, download) and how a set is prepared.
 
 A prepared set is a folder ``<out>/HR`` of modcropped HR PNGs, ``<out>/LR`` of their
-MATLAB-bicubic LR counterparts (same file names) and ``<out>/manifest.tsv``.
+MATLAB-bicubic LR counterparts (same file names) and ``<out>/manifest.tsv``: one row per
+image with its source, sizes and the SHA-256 of the HR and LR PNG files, so that
+:func:`data_fingerprint` names the exact pixels a model was trained or tested on.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
+import hashlib
+import string
 from importlib.resources import files
 from pathlib import Path
 
 import pandas as pd
 from tqdm.auto import tqdm
 
+from litesr.atomic import atomic_dir
 from litesr.data.images import list_images, read_image, write_png
 from litesr.data.resize import bicubic_degrade, modcrop
+from litesr.tsv import write_tsv
+
+MANIFEST = "manifest.tsv"
+# The manifest columns the fingerprint covers: the image contents, not where they came from
+# (a set moved to another folder is the same data).
+FINGERPRINT_COLUMNS = ("name", "hr_sha256", "lr_sha256")
 
 SOURCES = ("embedded", "folder", "download")
 
@@ -49,7 +57,7 @@ def hr_images(source: str, where: str | list[str], scale: int, download_root: Pa
     if not isinstance(where, str):
         raise ValueError(f"{source} set must be a string, got {where!r}")
     if source == "folder":
-        return list_images(Path(where.format(scale=scale)))
+        return list_images(folder_path(where, scale))
     if source == "download":
         from litesr.data.download import hr_folder
 
@@ -57,12 +65,47 @@ def hr_images(source: str, where: str | list[str], scale: int, download_root: Pa
     raise ValueError(f"unknown data source {source!r}; use one of {SOURCES}")
 
 
-def prepare_set(images: list[Path], scale: int, out: Path, progress: bool = True) -> Path:
-    """Write modcropped HR and bicubic LR PNGs of ``images`` to ``out`` atomically."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+def folder_path(where: str, scale: int) -> Path:
+    """The folder of a ``folder`` set: ``where`` with ``{scale}`` replaced by the scale.
+
+    Any other brace field (``{Scale}``, ``{0}``, a lone ``{``) is refused with an error naming
+    the path; literal braces in a folder name are written ``{{`` and ``}}``.
+    """
+    hint = "only {scale} is replaced; write {{ and }} for literal braces"
     try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(where) if f is not None]
+    except ValueError as err:
+        raise ValueError(f"data folder {where!r}: {err} ({hint})") from None
+    bad = sorted({f"{{{f}}}" for f in fields if f != "scale"})
+    if bad:
+        raise ValueError(f"data folder {where!r} has brace field(s) {', '.join(bad)}; {hint}")
+    try:
+        return Path(where.format(scale=scale))
+    except (ValueError, KeyError, IndexError, AttributeError) as err:
+        raise ValueError(f"data folder {where!r}: {type(err).__name__}: {err} ({hint})") from None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def prepare_set(images: list[Path], scale: int, out: Path, progress: bool = True) -> Path:
+    """Write modcropped HR and bicubic LR PNGs of ``images`` and their manifest to ``out``.
+
+    The folder appears whole or not at all (it is built beside ``out``, then renamed), with
+    the permissions the umask gives.
+    """
+    out = Path(out)
+    stems = sorted(p.stem for p in images)
+    clash = sorted({s for s in stems if stems.count(s) > 1})
+    if clash:
+        named = [str(p) for p in images if p.stem in clash]
+        raise ValueError(f"images of the set share a name stem {clash}: {named}")
+    with atomic_dir(out) as tmp:
         rows = []
         for path in tqdm(images, desc=f"prepare {out.name}", disable=not progress):
             hr = read_image(path)
@@ -81,15 +124,61 @@ def prepare_set(images: list[Path], scale: int, out: Path, progress: bool = True
                     "hr_w": hr.shape[1],
                     "lr_h": lr.shape[0],
                     "lr_w": lr.shape[1],
+                    "hr_sha256": _sha256(tmp / "HR" / name),
+                    "lr_sha256": _sha256(tmp / "LR" / name),
                 }
             )
-        names = [r["name"] for r in rows]
-        if len(set(names)) != len(names):
-            raise ValueError(f"two images of the set share a file name: {sorted(names)}")
-        pd.DataFrame(rows).to_csv(tmp / "manifest.tsv", sep="\t", index=False)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        write_tsv(pd.DataFrame(rows), tmp / MANIFEST, float_format=None)
     return out
+
+
+def data_fingerprint(data_dir: str | Path, *, verify: bool = True) -> str:
+    """SHA-256 naming the contents of a prepared set: its images' names and PNG hashes.
+
+    Computed from the manifest's ``name``, ``hr_sha256`` and ``lr_sha256`` columns, sorted by
+    name (so neither the source folder nor the listing order matters). With ``verify`` (the
+    default) every HR and LR file is hashed again and must match the manifest, and the HR and
+    LR folders must hold exactly the manifest's images: a file edited after ``prepare`` is an
+    error rather than a fingerprint that no longer describes the data.
+    """
+    data_dir = Path(data_dir)
+    manifest = data_dir / MANIFEST
+    if not manifest.is_file():
+        raise FileNotFoundError(
+            f"{manifest} not found: {data_dir} is not a prepared set (or was prepared by an "
+            "older litesr); run `litesr prepare` again"
+        )
+    table = pd.read_csv(manifest, sep="\t", dtype=str, keep_default_na=False)
+    missing = [c for c in FINGERPRINT_COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(f"{manifest} lacks column(s) {missing}; run `litesr prepare` again")
+    table = table.sort_values("name", kind="stable")
+    if verify:
+        _verify(data_dir, table)
+    lines = ["\t".join(FINGERPRINT_COLUMNS)]
+    lines += ["\t".join(row) for row in table[list(FINGERPRINT_COLUMNS)].itertuples(index=False)]
+    return hashlib.sha256(("\n".join(lines) + "\n").encode()).hexdigest()
+
+
+def _verify(data_dir: Path, table: pd.DataFrame) -> None:
+    expected = {f"{n}.png" for n in table["name"]}
+    for sub, column in (("HR", "hr_sha256"), ("LR", "lr_sha256")):
+        folder = data_dir / sub
+        found = (
+            {p.name for p in folder.iterdir() if not p.name.startswith(".")}
+            if folder.is_dir()
+            else set()
+        )
+        if found != expected:
+            extra, lost = sorted(found - expected), sorted(expected - found)
+            raise ValueError(
+                f"{folder} does not hold the images of its manifest "
+                f"(not in the manifest: {extra}; missing: {lost}); run `litesr prepare` again"
+            )
+        for name, digest in zip(table["name"], table[column], strict=True):
+            got = _sha256(folder / f"{name}.png")
+            if got != digest:
+                raise ValueError(
+                    f"{folder / f'{name}.png'} changed after it was prepared (SHA-256 {got}, "
+                    f"manifest {digest}); run `litesr prepare` again"
+                )

@@ -13,6 +13,14 @@ import numpy as np
 from skimage.metrics import structural_similarity
 
 PEAK = 255.0
+SSIM_SIGMA = 1.5
+# The side of the Gaussian window: scikit-image truncates it at 3.5 sigma, 2 * 5 + 1 pixels.
+SSIM_WINDOW = 2 * int(3.5 * SSIM_SIGMA + 0.5) + 1
+
+
+def ssim_min_side(border: int) -> int:
+    """The smallest image side SSIM can measure after cropping ``border`` pixels per side."""
+    return SSIM_WINDOW + 2 * border
 
 
 def rgb_to_y(img: np.ndarray) -> np.ndarray:
@@ -67,12 +75,19 @@ def ssim_y(sr: np.ndarray, hr: np.ndarray, border: int) -> float:
     with the options below (checked against a direct 'valid' 2-D correlation in the tests).
     """
     _check_pair(sr, hr, border)
+    h, w = hr.shape[:2]
+    if min(h, w) < ssim_min_side(border):
+        raise ValueError(
+            f"image of {w}x{h} pixels is {w - 2 * border}x{h - 2 * border} after cropping "
+            f"{border} pixels per side, smaller than SSIM's {SSIM_WINDOW}x{SSIM_WINDOW} window "
+            f"(test images need both sides of at least {ssim_min_side(border)} pixels)"
+        )
     return float(
         structural_similarity(
             _luma(sr, border),
             _luma(hr, border),
             gaussian_weights=True,
-            sigma=1.5,
+            sigma=SSIM_SIGMA,
             use_sample_covariance=False,
             data_range=PEAK,
         )

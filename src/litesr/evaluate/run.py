@@ -1,19 +1,26 @@
-"""Evaluate a model (or bicubic upsampling) on a prepared test set: per-image and per-set TSVs."""
+"""Evaluate a model (or bicubic upsampling) on a prepared test set: per-image and per-set TSVs.
+
+With ``save_dir`` the SR images measured are kept as PNGs (``<save_dir>/<image>.png``), so the
+audit can recompute every per-image number from them and the prepared HR images.
+"""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from PIL import Image
 from torch import nn
 from tqdm.auto import tqdm
 
+from litesr.atomic import atomic_dir
 from litesr.data.images import list_images, read_image, write_png
 from litesr.data.resize import bicubic_upsample
 from litesr.device import resolve_device
-from litesr.evaluate.metrics import psnr_rgb, psnr_y, ssim_y
+from litesr.evaluate.metrics import psnr_rgb, psnr_y, ssim_min_side, ssim_y
 from litesr.models.store import load_model
 from litesr.tsv import write_tsv
 
@@ -65,34 +72,75 @@ def evaluate_set(
     save_dir: Path | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """PSNR/SSIM on Y (border = scale) and RGB PSNR (border 4) for each image of the set."""
+    """PSNR/SSIM on Y (border = scale) and RGB PSNR (border 4) for each image of the set.
+
+    Every HR image must be large enough for SSIM after the border crop; this is checked from
+    the image headers before any model runs, and an error names the file and its size. With
+    ``save_dir``, that folder is replaced (atomically) by the SR PNGs that were measured.
+    """
     data_dir = Path(data_dir)
+    hr_paths = list_images(data_dir / "HR")
+    check_sizes(hr_paths, scale)
     run = upscaler(model_ref, device)
     rows = []
-    for hr_path in tqdm(
-        list_images(data_dir / "HR"), desc=f"eval {model_name} {set_name}", disable=not progress
-    ):
-        hr, lr = read_image(hr_path), read_image(data_dir / "LR" / hr_path.name)
-        sr = run(lr, scale)
-        if sr.shape != hr.shape:
-            raise ValueError(f"{model_ref}: output {sr.shape} for {hr_path} of shape {hr.shape}")
-        if save_dir is not None:
-            write_png(Path(save_dir) / hr_path.name, sr)
-        sr_y, hr_y = measured_planes(sr, hr)
-        rows.append(
-            {
-                "model": model_name,
-                "set": set_name,
-                "scale": scale,
-                "image": hr_path.stem,
-                "psnr_y": psnr_y(sr_y, hr_y, scale),
-                "ssim_y": ssim_y(sr_y, hr_y, scale),
-                "psnr_rgb": psnr_rgb(sr, hr, 4),
-            }
-        )
+    with atomic_dir(save_dir) if save_dir is not None else contextlib.nullcontext() as sr_dir:
+        for hr_path in tqdm(hr_paths, desc=f"eval {model_name} {set_name}", disable=not progress):
+            hr, lr = read_image(hr_path), read_image(data_dir / "LR" / hr_path.name)
+            sr = run(lr, scale)
+            if sr.shape != hr.shape:
+                raise ValueError(
+                    f"{model_ref}: output {sr.shape} for {hr_path} of shape {hr.shape}"
+                )
+            if sr_dir is not None:
+                write_png(Path(sr_dir) / f"{hr_path.stem}.png", sr)
+            rows.append(
+                {
+                    "model": model_name,
+                    "set": set_name,
+                    "scale": scale,
+                    "image": hr_path.stem,
+                    **measure(sr, hr, scale, name=hr_path),
+                }
+            )
     table = pd.DataFrame(rows, columns=PER_IMAGE_COLUMNS)
     write_tsv(table, out_tsv)
     return table
+
+
+def measure(sr: np.ndarray, hr: np.ndarray, scale: int, *, name: object = "image") -> dict:
+    """The per-image numbers of the accuracy table (as ``evaluate_set`` and the audit compute
+    them); a ValueError names ``name`` (the HR file)."""
+    try:
+        sr_y, hr_y = measured_planes(sr, hr)
+        return {
+            "psnr_y": psnr_y(sr_y, hr_y, scale),
+            "ssim_y": ssim_y(sr_y, hr_y, scale),
+            "psnr_rgb": psnr_rgb(sr, hr, 4),
+        }
+    except ValueError as err:
+        raise ValueError(f"{name}: {err}") from err
+
+
+def measure_files(sr_path: str | Path, hr_path: str | Path, scale: int) -> dict:
+    """:func:`measure` of a saved SR PNG against its prepared HR image (used by the audit)."""
+    return measure(read_image(sr_path), read_image(hr_path), scale, name=sr_path)
+
+
+def check_sizes(hr_paths: list[Path], scale: int) -> None:
+    """Refuse, before any work, test images too small for SSIM once ``scale`` pixels per side
+    (the PSNR/SSIM border) are cropped, naming every such file and its size."""
+    need = ssim_min_side(scale)
+    small = []
+    for path in hr_paths:
+        with Image.open(path) as img:
+            w, h = img.size
+        if min(w, h) < need:
+            small.append(f"{path} ({w}x{h})")
+    if small:
+        raise ValueError(
+            f"test image(s) too small for SSIM at x{scale}: {', '.join(small)}; both sides must "
+            f"be at least {need} pixels (the 11x11 window plus a {scale}-pixel border per side)"
+        )
 
 
 def summarize(per_image: pd.DataFrame) -> pd.DataFrame:

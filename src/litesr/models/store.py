@@ -1,19 +1,28 @@
-"""Save and load models as safetensors files that carry their own architecture and arguments."""
+"""Save and load models as safetensors files that carry their own architecture and arguments.
+
+Files are deterministic: the same weights, arch, args and meta give the same bytes (the
+header's metadata and tensor entries are written in sorted order; safetensors itself writes
+its metadata map in a random order). Loading checks every tensor's name and shape in the
+file's header against the model its metadata describes, built without memory on torch's
+``meta`` device, before any real model or tensor is allocated.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
+import struct
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as save_bytes
 from torch import nn
 
 from litesr import __version__
+from litesr.atomic import atomic_path
 from litesr.models import build
 
 RESERVED_KEYS = ("arch", "args", "litesr_version")
@@ -37,19 +46,30 @@ def save_model(
     clash = sorted(set(meta) & set(RESERVED_KEYS))
     if clash:
         raise ValueError(f"meta keys {clash} are reserved")
-    metadata = {"arch": arch, "args": json.dumps(args), "litesr_version": __version__}
-    metadata |= {str(key): json.dumps(value) for key, value in meta.items()}
+    metadata = {
+        "arch": arch,
+        "args": json.dumps(args, sort_keys=True),
+        "litesr_version": __version__,
+    }
+    metadata |= {str(key): json.dumps(value, sort_keys=True) for key, value in meta.items()}
     tensors = {key: t.detach().cpu().contiguous() for key, t in model.state_dict().items()}
+    data = _canonical(save_bytes(tensors, metadata=metadata))
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+def _canonical(data: bytes) -> bytes:
+    """The same safetensors file with its header in a fixed order: ``__metadata__`` first with
+    sorted keys, then the tensors by name. The tensor bytes (already laid out by safetensors
+    in a fixed order: by alignment, then name) and their offsets are unchanged."""
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + n])
+    meta = header.pop("__metadata__", None) or {}
+    ordered: dict[str, Any] = {"__metadata__": dict(sorted(meta.items()))} if meta else {}
+    ordered |= {name: header[name] for name in sorted(header)}
+    text = json.dumps(ordered, separators=(",", ":"), ensure_ascii=False).encode()
+    text += b" " * (-len(text) % 8)  # safetensors pads the header to 8 bytes
+    return struct.pack("<Q", len(text)) + text + data[8 + n :]
 
 
 def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -88,9 +108,22 @@ def _parse(value: str) -> Any:
 def load_model(
     path: str | os.PathLike[str], device: str | torch.device = "cpu"
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the model saved at ``path`` (in eval mode, on ``device``) and return its metadata."""
+    """Rebuild the model saved at ``path`` (in eval mode, on ``device``) and return its metadata.
+
+    The tensor names and shapes in the file's header must be exactly those of the model its
+    metadata describes; this is checked on a memory-free ``meta``-device model, so a small
+    file asking for a huge model is refused before anything large is allocated.
+    """
     path = Path(path)
     meta = read_meta(path)
+    with torch.device("meta"):
+        try:
+            skeleton = build(meta["arch"], **meta["args"])
+        except (ValueError, TypeError, RuntimeError) as err:
+            raise ValueError(f"{path}: cannot rebuild the model: {err}") from err
+    expected = {key: tuple(t.shape) for key, t in skeleton.state_dict().items()}
+    del skeleton
+    _check_header(path, expected, f"{meta['arch']}{meta['args']}")
     try:
         model = build(meta["arch"], **meta["args"])
     except ValueError as err:
@@ -106,3 +139,33 @@ def load_model(
             f"{path}: weights do not match {meta['arch']}{meta['args']}: {err}"
         ) from err
     return model.to(device).eval(), meta
+
+
+def _check_header(path: Path, expected: dict[str, tuple[int, ...]], what: str) -> None:
+    """Refuse a file whose tensors (from its header alone) are not exactly ``expected``."""
+    try:
+        with safe_open(path, framework="pt") as f:
+            found = {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
+    except SafetensorError as err:
+        raise ValueError(f"{path} is not a readable safetensors file: {err}") from err
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    wrong = sorted(
+        f"{key} {found[key]} (expected {expected[key]})"
+        for key in set(found) & set(expected)
+        if found[key] != expected[key]
+    )
+    if missing or unexpected or wrong:
+        parts = [
+            f"{label}: {', '.join(items[:5])}{' ...' if len(items) > 5 else ''}"
+            for label, items in (
+                ("missing tensors", missing),
+                ("unexpected tensors", unexpected),
+                ("wrong shapes", wrong),
+            )
+            if items
+        ]
+        raise ValueError(
+            f"{path}: the tensors in the file do not match the model its metadata describes "
+            f"({what}); nothing was loaded. {'; '.join(parts)}"
+        )

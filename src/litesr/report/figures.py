@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import matplotlib
@@ -12,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from litesr.atomic import atomic_path  # noqa: E402
 from litesr.data.images import read_image  # noqa: E402
 from litesr.evaluate.metrics import psnr_y  # noqa: E402
 from litesr.evaluate.run import upscaler  # noqa: E402
@@ -25,13 +25,13 @@ COST_AXES = {
 
 
 def save(fig: plt.Figure, out: Path) -> Path:
-    """Write a figure to a temporary PNG, then rename it into place."""
+    """Write a figure to a unique temporary PNG beside ``out``, then rename it into place."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.tmp.png")
-    fig.savefig(tmp, dpi=150, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, out)
+    try:
+        with atomic_path(out) as tmp:
+            fig.savefig(tmp, dpi=150, bbox_inches="tight", format="png")
+    finally:
+        plt.close(fig)
     return out
 
 
