@@ -13,7 +13,7 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from litesr.cli import main as cli_main
-from litesr.evaluate.metrics import rgb_to_y
+from litesr.data.color import rgb_to_y
 from litesr.evaluate.run import evaluate_set
 from litesr.models import build
 from litesr.models.authors import RELEASES, import_weights

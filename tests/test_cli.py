@@ -168,6 +168,8 @@ def test_images_smaller_than_the_scale_are_refused(tmp_path):
 
 def test_with_a_log_file_the_error_line_reaches_the_console_too(tmp_path):
     log = tmp_path / "job.log"
-    result = litesr("--log-file", str(log), "train", "--spec", train_spec(tmp_path, arch="srcnn9000"))
+    result = litesr(
+        "--log-file", str(log), "train", "--spec", train_spec(tmp_path, arch="srcnn9000")
+    )
     assert result.returncode == 1
     assert "srcnn9000" in result.stderr and "srcnn9000" in log.read_text()

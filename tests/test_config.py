@@ -50,7 +50,10 @@ CASES = {
     "dotdot download_root": (_set("data.download_root", "a/../../b"), "a/../../b"),
     "unknown method": (_set("methods.dipnat", {}), "dipnat"),
     "ail maps width": (_set("methods.ail.maps.width", 5), "maps.width"),
-    "train set also a test set": (_set("data.test", {"skimage-train": ["camera"]}), "skimage-train"),
+    "train set also a test set": (
+        _set("data.test", {"skimage-train": ["camera"]}),
+        "skimage-train",
+    ),
 }
 
 

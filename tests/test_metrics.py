@@ -10,8 +10,9 @@ import pytest
 from PIL import Image
 from scipy.signal import correlate2d
 
+from litesr.data.color import rgb_to_y
 from litesr.data.resize import bicubic_upsample
-from litesr.evaluate.metrics import psnr_rgb, psnr_y, rgb_to_y, ssim_y
+from litesr.evaluate.metrics import psnr_rgb, psnr_y, ssim_y
 
 # Bicubic upsampling of the MATLAB-made LR images, Y channel, border = scale: (PSNR, SSIM).
 BICUBIC_TABLE = {

@@ -223,4 +223,6 @@ def test_collapsed_models_are_marked_and_the_best_is_bold():
     rows = {row[0]: i for i, row in enumerate(table["rows"])}
     assert "flat (collapsed)" in rows and "good" in rows
     assert table["best"][rows["good"]][1:] == [True, True]
-    assert not any(table["best"][rows["bicubic"]]) and not any(table["best"][rows["flat (collapsed)"]])
+    assert not any(table["best"][rows["bicubic"]]) and not any(
+        table["best"][rows["flat (collapsed)"]]
+    )

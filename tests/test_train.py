@@ -11,10 +11,10 @@ import pytest
 import torch
 from safetensors import safe_open
 
+from litesr.atomic import OutputBusy, output_lock
 from litesr.data.images import write_png
 from litesr.data.sources import prepare_set
 from litesr.models.store import load_model
-from litesr.atomic import OutputBusy, output_lock
 from litesr.train.loop import TrainingDiverged, fit
 from litesr.train.objectives import PixelTask, Task
 from litesr.train.patches import PatchSampler, load_pairs

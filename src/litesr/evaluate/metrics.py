@@ -12,6 +12,8 @@ import math
 import numpy as np
 from skimage.metrics import structural_similarity
 
+from litesr.data.color import rgb_to_y
+
 PEAK = 255.0
 SSIM_SIGMA = 1.5
 # The side of the Gaussian window: scikit-image truncates it at 3.5 sigma, 2 * 5 + 1 pixels.
@@ -21,14 +23,6 @@ SSIM_WINDOW = 2 * int(3.5 * SSIM_SIGMA + 0.5) + 1
 def ssim_min_side(border: int) -> int:
     """The smallest image side SSIM can measure after cropping ``border`` pixels per side."""
     return SSIM_WINDOW + 2 * border
-
-
-def rgb_to_y(img: np.ndarray) -> np.ndarray:
-    """Y of ITU-R BT.601 (range 16..235) as float64 from a uint8 HxWx3 RGB image."""
-    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
-        raise ValueError(f"expected a uint8 HxWx3 RGB image, got {img.dtype} {img.shape}")
-    rgb = img.astype(np.float64)
-    return 16.0 + (65.481 * rgb[..., 0] + 128.553 * rgb[..., 1] + 24.966 * rgb[..., 2]) / 255.0
 
 
 def _check_pair(sr: np.ndarray, hr: np.ndarray, border: int) -> None:

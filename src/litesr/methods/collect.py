@@ -116,8 +116,11 @@ def collect(config: dict[str, Any], paths: Paths) -> WorkflowPlan:
         if method.rules:
             plan.rules.append(method.rules)
     for method_name, model in plan.made.values():
-        missing = [m for m in model.inputs.values() if m != "@train" and m not in plan.trained
-                   and m not in plan.made]
+        missing = [
+            m
+            for m in model.inputs.values()
+            if m != "@train" and m not in plan.trained and m not in plan.made
+        ]
         if missing:
             raise ConfigError(f"methods.{method_name}: model {model.name} needs unknown {missing}")
     return plan

@@ -51,7 +51,9 @@ def build_report(out: Path, spec: dict[str, Any]) -> Path:
     ``tables`` (methods' tables: ``[title, "<method>.<kind>", params, caption]``) and
     ``figures`` (``[title, png, caption]``).
     """
-    summary, cost, catalog = (pd.read_csv(spec[k], sep="\t") for k in ("summary", "cost", "catalog"))
+    summary, cost, catalog = (
+        pd.read_csv(spec[k], sep="\t") for k in ("summary", "cost", "catalog")
+    )
     config = spec["config"]
     info = provenance(config)
     packages = info.pop("packages")
@@ -76,7 +78,10 @@ def build_report(out: Path, spec: dict[str, Any]) -> Path:
     with atomic_path(out) as tmp:
         try:
             typst.compile(
-                TEMPLATE.read_bytes(), output=str(tmp), root="/", sys_inputs={"data": json.dumps(data)}
+                TEMPLATE.read_bytes(),
+                output=str(tmp),
+                root="/",
+                sys_inputs={"data": json.dumps(data)},
             )
         except RuntimeError as err:
             raise ValueError(f"typst could not typeset {out}: {err}") from err

@@ -60,7 +60,9 @@ def collapsed(summary: pd.DataFrame, baseline: str = "bicubic") -> list[str]:
 def typeset(frame: pd.DataFrame, caption: str, best: pd.DataFrame | None = None) -> dict:
     """A table as the report template takes it: header, string cells, the best-cell mask."""
     flat = frame.reset_index()
-    columns = [" ".join(map(str, c)).strip() if isinstance(c, tuple) else str(c) for c in flat.columns]
+    columns = [
+        " ".join(map(str, c)).strip() if isinstance(c, tuple) else str(c) for c in flat.columns
+    ]
     mask = [[False] * len(columns) for _ in range(len(flat))]
     if best is not None:
         offset = frame.index.nlevels
@@ -86,7 +88,7 @@ def accuracy_for_print(summary: pd.DataFrame) -> dict:
     return typeset(
         table,
         "PSNR (dB) / SSIM on BT.601 Y, border = scale, SR rounded to uint8, averaged over "
-        "images. Bold: the best model per column. \"collapsed\": within "
+        'images. Bold: the best model per column. "collapsed": within '
         f"{COLLAPSE_DB} dB of bicubic everywhere.",
         best,
     )
@@ -100,8 +102,6 @@ def cost_for_print(cost: pd.DataFrame, note: str) -> dict:
     shown = table.copy()
     for column in numeric:
         digits = 0 if column == "params" else 2
-        shown[column] = numeric[column].map(
-            lambda v, d=digits: "" if pd.isna(v) else f"{v:,.{d}f}"
-        )
+        shown[column] = numeric[column].map(lambda v, d=digits: "" if pd.isna(v) else f"{v:,.{d}f}")
     best = best.reindex(columns=shown.columns, fill_value=False)
     return typeset(shown.rename(columns=COST_HEADERS), note, best)

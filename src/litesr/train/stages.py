@@ -77,6 +77,10 @@ def run_stages(model: nn.Module, stages: list[Stage], *, fingerprint: str) -> nn
         model = stage.run(model, files)
         arch, args = arch_of(model)
         save_model(
-            model.cpu(), files.model, arch=arch, args=args, meta={"stage": stage.name, "stage_key": key}
+            model.cpu(),
+            files.model,
+            arch=arch,
+            args=args,
+            meta={"stage": stage.name, "stage_key": key},
         )
     return model

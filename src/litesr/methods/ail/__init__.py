@@ -100,9 +100,9 @@ def plan(section: dict[str, Any], config: dict[str, Any], paths: Paths) -> Plan:
                 "scale": scale0,
                 "importance": section.get("importance", {}),
             },
-            caption=f"Importance w of the width-{width0} AIL student on {maps['image']} (×{scale0}) "
-            "at the start of each round: bright pixels weigh more. Round 0 is the teacher term "
-            "alone; later rounds add the easy pixels of the student itself.",
+            caption=f"Importance w of the width-{width0} AIL student on {maps['image']} "
+            f"(×{scale0}) at the start of each round: bright pixels weigh more. Round 0 is "
+            "the teacher term alone; later rounds add the easy pixels of the student itself.",
         ),
         Figure(
             name="ail_rounds",
