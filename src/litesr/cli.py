@@ -16,17 +16,25 @@ import sys
 import traceback
 from pathlib import Path
 
-from litesr.atomic import OutputBusy
-from litesr.data.download import DownloadError
-from litesr.train.loop import TrainingDiverged
 
-# Errors a user can act on (bad input, bad config, a failed download, a diverged run): one
-# line. Anything else is a bug and keeps its traceback.
-USER_ERRORS = (ValueError, OSError, DownloadError, TrainingDiverged, OutputBusy)
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Errors a user can act on (bad input, bad config, a failed download, a diverged run,
+    an output being made by another run): one line. Anything else is a bug and keeps its
+    traceback. Imported late, so that ``--quiet`` is set before tqdm is first imported."""
+    from litesr.atomic import OutputBusy
+    from litesr.data.download import DownloadError
+    from litesr.train.loop import TrainingDiverged
+
+    return (ValueError, OSError, DownloadError, TrainingDiverged, OutputBusy)
 
 # Sub-commands that live beside the code they drive: each module has ``add_parser(sub)``,
 # which adds its sub-parser and sets ``func`` (called with the parsed arguments).
-PLUGGED_COMMANDS: tuple[str, ...] = ("litesr.models.authors",)
+PLUGGED_COMMANDS: tuple[str, ...] = (
+    "litesr.models.authors",
+    "litesr.tools.upscale",
+    "litesr.tools.export",
+)
 
 
 def _json(text: str):
@@ -205,6 +213,12 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    quiet = argparse.ArgumentParser(add_help=False)
+    quiet.add_argument("-q", "--quiet", action="store_true")
+    if quiet.parse_known_args(argv)[0].quiet:
+        # tqdm reads its settings when first imported: before any command module is.
+        os.environ["TQDM_DISABLE"] = "1"
     args = parser().parse_args(argv)
     console = sys.stderr
     log_file = open(args.log_file, "w", buffering=1) if args.log_file else None  # noqa: SIM115
@@ -214,13 +228,11 @@ def main(argv: list[str] | None = None) -> int:
         stream=log_file or console,
         force=True,
     )
-    if args.quiet:
-        os.environ["TQDM_DISABLE"] = "1"
     try:
         if log_file:
             sys.stderr = log_file
         args.func(args)
-    except USER_ERRORS as err:
+    except user_errors() as err:
         line = f"litesr {args.command}: error: {err}"
         for stream in dict.fromkeys([sys.stderr, console]):
             print(line, file=stream)
