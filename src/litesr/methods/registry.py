@@ -21,7 +21,12 @@ from typing import Any
 
 from litesr.methods.plan import Paths, Plan
 
-BUILT_IN = ("litesr.methods.ail",)
+BUILT_IN = (
+    "litesr.methods.ail",
+    "litesr.methods.dipnet",
+    "litesr.methods.drc",
+    "litesr.methods.memsr",
+)
 ENV = "LITESR_METHODS"
 
 

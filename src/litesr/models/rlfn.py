@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from litesr.compress.reparam import RepBlock
 from litesr.models import register
 
 LEAKY_SLOPE = 0.05
@@ -39,11 +40,25 @@ class ESA(nn.Module):
 class RLFB(nn.Module):
     """Residual local feature block: 3 × (conv3×3 + LeakyReLU), local skip, conv1×1, ESA."""
 
-    def __init__(self, channels: int, mid_channels: int, esa_channels: int, bias: bool) -> None:
+    def __init__(
+        self,
+        channels: int,
+        mid_channels: int | tuple[int, int],
+        esa_channels: int,
+        bias: bool,
+        rrb_expand: int = 0,
+    ) -> None:
         super().__init__()
-        self.c1_r = nn.Conv2d(channels, mid_channels, 3, padding=1, bias=bias)
-        self.c2_r = nn.Conv2d(mid_channels, mid_channels, 3, padding=1, bias=bias)
-        self.c3_r = nn.Conv2d(mid_channels, channels, 3, padding=1, bias=bias)
+        m1, m2 = (mid_channels, mid_channels) if isinstance(mid_channels, int) else mid_channels
+
+        def conv3x3(c_in: int, c_out: int) -> nn.Module:
+            if rrb_expand:
+                return RepBlock(c_in, c_out, rrb_expand, bias=bias)
+            return nn.Conv2d(c_in, c_out, 3, padding=1, bias=bias)
+
+        self.c1_r = conv3x3(channels, m1)
+        self.c2_r = conv3x3(m1, m2)
+        self.c3_r = conv3x3(m2, channels)
         self.c5 = nn.Conv2d(channels, channels, 1, bias=bias)
         self.esa = ESA(esa_channels, channels)
 
@@ -66,14 +81,22 @@ class RLFN(nn.Module):
         esa_channels: int = 16,
         n_blocks: int = 6,
         bias: bool = False,
+        block_widths: list[list[int]] | None = None,
+        rrb_expand: int = 0,
     ) -> None:
         super().__init__()
         self.scale = scale
         f = feature_channels
+        if block_widths is None:
+            widths = [(mid_channels, mid_channels)] * n_blocks
+        elif len(block_widths) != n_blocks or any(len(w) != 2 for w in block_widths):
+            raise ValueError(
+                f"block_widths needs {n_blocks} pairs [c1_r, c2_r], got {block_widths}"
+            )
+        else:
+            widths = [tuple(w) for w in block_widths]
         self.conv_1 = nn.Conv2d(3, f, 3, padding=1, bias=bias)
-        self.blocks = nn.ModuleList(
-            RLFB(f, mid_channels, esa_channels, bias) for _ in range(n_blocks)
-        )
+        self.blocks = nn.ModuleList(RLFB(f, w, esa_channels, bias, rrb_expand) for w in widths)
         self.conv_2 = nn.Conv2d(f, f, 3, padding=1, bias=bias)
         self.upsampler = nn.Sequential(
             nn.Conv2d(f, 3 * scale**2, 3, padding=1, bias=bias), nn.PixelShuffle(scale)

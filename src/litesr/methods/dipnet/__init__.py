@@ -1,0 +1,195 @@
+"""DIPNet: multi-stage boosting of a light network (Yu et al., CVPRW 2023), on the shared pieces.
+
+Every row of the ablation is its own reported model (``<name>-<stage>``, one model file each):
+
+1. the teacher is a model of the config's ``models`` (``teacher``), trained there with L1 by
+   the shared ``train`` rule. We use the EDSR of ``models`` (the residual EDSR baseline in the
+   paper-scale config): it is the registry's strongest RGB network, exposes its residual
+   blocks' features for the anchors, and is checked here to have more parameters than the
+   deployed student;
+2. ``alone-s<k>``: the RRB student (``rlfn`` with ``rrb_expand``: every 3×3 conv of the blocks a
+   :class:`~litesr.compress.reparam.RepBlock`) trained plainly with L1 on HR, once per seed
+   (the seed spread the other stages are judged against); ``ehr``: the same budget and seed
+   on the teacher's SR output ("enhanced HR"); ``anchors``: the same plus the multi-anchor
+   feature loss (``pipeline.DistilTask``);
+3. ``reparam``: every RRB merged into one 3×3 conv (same outputs, less time);
+4. ``pruned``: rounds removing the 31.25 % lowest-L2 filters of ``prune.convs`` (c1_r, c2_r)
+   of every block, each followed by a fine-tune, while the PSNR-Y on the validation crops
+   (central LR crops of the training images: not held out, since the earlier stages trained
+   on them; a drop there is what pruning costs) stays within ``prune.tolerance_db`` of the
+   unpruned network's; the pruned widths are saved as ``rlfn``'s ``block_widths``;
+5. ``progressive``: a fine-tune with larger patches, then one with the L2 loss.
+
+Fine-tunes (pruning, progressive) learn from ``target``: the teacher's output (``enhanced``,
+as stage 2) or the HR patches. With ``official``, the authors' released ×4 weights are
+imported as ``<name>-official`` for the table and the scatter.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from litesr.measure.cost import count_params
+from litesr.methods.dipnet import pipeline, report
+from litesr.methods.plan import Figure, MadeModel, Paths, Plan, Table, TrainedModel
+from litesr.methods.registry import Method
+from litesr.models import build
+
+__all__ = ["METHOD", "plan"]
+
+FEATURE_ARCHS = ("edsr", "rlfn")
+"""Registry architectures whose ``forward(x, return_features=True)`` gives block features."""
+
+
+def _params(arch: str, args: dict[str, Any]) -> int:
+    with torch.device("meta"):
+        return count_params(build(arch, scale=4, **args))
+
+
+def check_teacher(section: dict[str, Any], config: dict[str, Any], student: dict) -> str:
+    """The teacher's model name, if it exists, gives block features and is larger than the
+    deployed (merged) student."""
+    teacher = section["teacher"]
+    spec = config["models"].get(teacher)
+    if spec is None or spec["arch"] not in FEATURE_ARCHS:
+        raise ValueError(
+            f"dipnet.teacher: {teacher!r} must name a model of `models` with arch in "
+            f"{FEATURE_ARCHS} (got {spec['arch'] if spec else 'no such model'})"
+        )
+    t_params = _params(spec["arch"], spec.get("args", {}))
+    s_params = _params("rlfn", {**student, "rrb_expand": 0})
+    if t_params <= s_params:
+        raise ValueError(
+            f"dipnet.teacher: {teacher!r} ({t_params:,} parameters) is not larger than the "
+            f"student ({s_params:,})"
+        )
+    return teacher
+
+
+def plan(section: dict[str, Any], config: dict[str, Any], paths: Paths) -> Plan:
+    """The stage models, the ablation table and the scatter."""
+    name = section.get("name", "dipnet")
+    student = {**section["student"], "bias": False}
+    teacher = check_teacher(section, config, student)
+    seed = section["train"].get("seed", config.get("seed", 0))
+    recipe = {**section["train"], "seed": seed}
+    prune, prog = section["prune"], section["progressive"]
+    if prog["patch"].get("lr_patch", 48) <= recipe.get("lr_patch", 48):
+        raise ValueError("dipnet.progressive.patch.lr_patch must exceed dipnet.train.lr_patch")
+    if prog["l2"].get("loss", "l2") != "l2":
+        raise ValueError("dipnet.progressive.l2.loss must be l2 (the final L2 fine-tune)")
+    fig_set = section.get("figure", {}).get("set", paths.test_sets[0])
+    if fig_set not in paths.test_sets:
+        raise ValueError(f"dipnet.figure.set: {fig_set!r} is not a test set {paths.test_sets}")
+    official = section.get("official")
+    if official and paths.scales != [4]:
+        raise ValueError(
+            f"dipnet.official: the authors' release is ×4 only, scales are {paths.scales}"
+        )
+    target = section.get("target", "enhanced")
+    size = student["feature_channels"]
+
+    def model(stage: str) -> str:
+        return f"{name}-{stage}"
+
+    trained = [
+        TrainedModel(
+            name=model(f"alone-s{k}"),
+            arch="rlfn",
+            args=student,
+            train={**recipe, "seed": seed + k},
+            meta={"method": "dipnet", "variant": "alone", "size": size, "seed": seed + k},
+        )
+        for k in range(section.get("seeds", 3))
+    ]
+    common = {
+        "student": student,
+        "recipe": recipe,
+        "anchor_weight": section.get("anchor_weight", 1.0),
+    }
+    made = [
+        MadeModel(
+            model("ehr"),
+            "distil",
+            {"teacher": teacher, "data": "@train"},
+            {**common, "anchors": False, "variant": "ehr"},
+        ),
+        MadeModel(
+            model("anchors"),
+            "distil",
+            {"teacher": teacher, "data": "@train"},
+            {**common, "anchors": True, "variant": "anchors"},
+        ),
+        MadeModel(model("reparam"), "reparam", {"model": model("anchors")}, {}),
+        MadeModel(
+            model("pruned"),
+            "prune",
+            {"model": model("reparam"), "data": "@train", "teacher": teacher},
+            {
+                "ratio": prune.get("ratio", 0.3125),
+                "convs": prune.get("convs", ["c1_r", "c2_r"]),
+                "tolerance_db": prune.get("tolerance_db", 0.1),
+                "max_rounds": prune["max_rounds"],
+                "min_rounds": prune.get("min_rounds", 1),
+                "recipe": {"seed": seed, **prune["finetune"]},
+                "target": target,
+                "val_crop": prune.get("val_crop", 48),
+                "val_images": prune.get("val_images", 16),
+            },
+        ),
+        MadeModel(
+            model("progressive"),
+            "progressive",
+            {"model": model("pruned"), "data": "@train", "teacher": teacher},
+            {
+                "patch": {"seed": seed, **prog["patch"]},
+                "l2": {"seed": seed, **prog["l2"], "loss": "l2"},
+                "target": target,
+            },
+        ),
+    ]
+    if official:
+        made.append(MadeModel(model("official"), "official", {}, {"reference": official}))
+    named = {"teacher": teacher, "official": model("official") if official else None}
+    tables = [
+        Table(
+            title="DIPNet: ablation, one row per stage",
+            kind="ablation",
+            params=named,
+            caption="Each row adds one stage; the student alone is the mean ± std of its "
+            "seeds. PSNR-Y / SSIM-Y per set and scale; cost from the cost table. A change "
+            "counts as beyond the seed spread when it exceeds the max − min of the "
+            "student-alone seeds in every set and scale.",
+        )
+    ]
+    figures = [
+        Figure(
+            name=f"{name}_scatter",
+            title="DIPNet: CPU latency against PSNR",
+            kind="scatter",
+            files={"summary": paths.summary, "cost": paths.cost, "catalog": paths.catalog},
+            params={**named, "test_set": fig_set, "scale": paths.scales[-1]},
+            caption=f"PSNR-Y on {fig_set} ×{paths.scales[-1]} against batch-1 CPU latency; "
+            "the dashed line joins the Pareto-optimal models.",
+        )
+    ]
+    return Plan(trained=trained, made=made, figures=figures, tables=tables)
+
+
+METHOD = Method(
+    name="dipnet",
+    schema=Path(__file__).with_name("schema.yaml"),
+    plan=plan,
+    steps={
+        "distil": pipeline.distil,
+        "reparam": pipeline.reparam,
+        "prune": pipeline.prune,
+        "progressive": pipeline.progressive,
+        "official": pipeline.official,
+    },
+    figures={"scatter": report.scatter},
+    tables={"ablation": report.ablation_table},
+)

@@ -1,0 +1,164 @@
+"""DIPNet's report pieces: the per-stage ablation table and the latency-vs-PSNR scatter.
+
+Stages come from each model file's metadata (the catalog's ``method`` and ``variant``); the
+teacher and the authors' release are named by the plan.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from litesr.report.figures import save  # noqa: E402
+
+STAGES = {
+    "alone": "student alone (L1 on HR)",
+    "ehr": "+ enhanced HR",
+    "anchors": "+ anchors",
+    "reparam": "+ re-parameterisation",
+    "pruned": "+ pruning",
+    "progressive": "+ progressive",
+}
+COST = {
+    "params": "params",
+    "macs_256_G": "GMACs (256² LR)",
+    "cpu_latency_ms": "CPU ms",
+    "cpu_inference_MiB": "CPU MiB",
+    "gpu_latency_ms": "GPU ms",
+    "gpu_peak_MiB": "GPU MiB",
+}
+
+
+def family(
+    summary: pd.DataFrame,
+    cost: pd.DataFrame,
+    catalog: pd.DataFrame,
+    teacher: str,
+    official: str | None,
+) -> pd.DataFrame:
+    """Accuracy and cost rows of the teacher, every DIPNet stage and the authors' release,
+    with a ``stage`` column (the variant; ``teacher`` and ``official`` for the named ones)."""
+    info = catalog[["model", "scale", "method", "variant"]].copy()
+    info.loc[info.model == teacher, ["method", "variant"]] = ["dipnet", "teacher"]
+    if official:
+        info.loc[info.model == official, ["method", "variant"]] = ["dipnet", "official"]
+    info = info[info.method == "dipnet"].rename(columns={"variant": "stage"})
+    rows = summary.merge(info.drop(columns="method"), on=["model", "scale"])
+    keep = ["model", "scale", *[c for c in COST if c in cost]]
+    return rows.merge(cost[keep], on=["model", "scale"], how="left")
+
+
+def _cost_cells(row: pd.Series, columns: list[str]) -> dict[str, str]:
+    cells = {}
+    for col in columns:
+        value = row[col]
+        cells[COST[col]] = f"{int(value):,}" if col == "params" else f"{value:.2f}"
+    return cells
+
+
+def ablation_table(
+    summary: pd.DataFrame,
+    cost: pd.DataFrame,
+    catalog: pd.DataFrame,
+    teacher: str,
+    official: str | None = None,
+) -> pd.DataFrame:
+    """One row per stage (the student alone as mean ± std over its seeds), PSNR / SSIM per set
+    and scale, the cost columns (GPU ones when measured), the PSNR change against the previous
+    stage and whether it exceeds the seed spread (max − min of the student-alone seeds) in
+    every set and scale."""
+    rows = family(summary, cost, catalog, teacher, official)
+    rows["column"] = rows.set + " ×" + rows.scale.astype(str)
+    cost_cols = [c for c in COST if c in rows and rows[c].notna().any()]
+    psnr = rows.groupby(["stage", "column"]).psnr_y
+    mean, spread = psnr.mean().unstack(), (psnr.max() - psnr.min()).unstack()
+    std, ssim = psnr.std().unstack(), rows.groupby(["stage", "column"]).ssim_y.mean().unstack()
+    first = rows.groupby("stage").first()
+    seeds = rows[rows.stage == "alone"].model.nunique()
+    out: dict[str, dict] = {}
+    if "teacher" in mean.index:
+        out[f"teacher ({teacher})"] = {
+            **{c: f"{mean.at['teacher', c]:.2f} / {ssim.at['teacher', c]:.4f}" for c in mean},
+            **_cost_cells(first.loc["teacher"], cost_cols),
+        }
+    previous = None
+    for stage, label in STAGES.items():
+        if stage not in mean.index:
+            continue
+        cells = {}
+        for c in mean:
+            if stage == "alone" and seeds > 1:
+                cells[c] = (
+                    f"{mean.at[stage, c]:.2f} ± {std.at[stage, c]:.2f} / {ssim.at[stage, c]:.4f}"
+                )
+            else:
+                cells[c] = f"{mean.at[stage, c]:.2f} / {ssim.at[stage, c]:.4f}"
+        name = f"{label} ({seeds} seeds)" if stage == "alone" else label
+        out[name] = {**cells, **_cost_cells(first.loc[stage], cost_cols)}
+        if previous is not None and "alone" in spread.index and seeds > 1:
+            delta = mean.loc[stage] - mean.loc[previous]
+            beyond = (delta.abs() > spread.loc["alone"]).tolist()
+            verdict = "yes" if all(beyond) else ("no" if not any(beyond) else "mixed")
+            out[name]["Δ PSNR vs previous"] = " / ".join(f"{d:+.2f}" for d in delta)
+            out[name]["effect beyond seed spread?"] = (
+                f"{verdict} (spread {' / '.join(f'{s:.2f}' for s in spread.loc['alone'])} dB)"
+            )
+        previous = stage
+    if "official" in mean.index:
+        out[f"official DIPNet ({official})"] = {
+            **{c: f"{mean.at['official', c]:.2f} / {ssim.at['official', c]:.4f}" for c in mean},
+            **_cost_cells(first.loc["official"], cost_cols),
+        }
+    return pd.DataFrame.from_dict(out, orient="index").fillna("")
+
+
+def pareto_front(latency: np.ndarray, psnr: np.ndarray) -> np.ndarray:
+    """Indices of the points no other point beats (faster and at least as accurate, or as
+    fast and more accurate), ordered by latency."""
+    order = np.lexsort((-psnr, latency))
+    front, best = [], -np.inf
+    for i in order:
+        if psnr[i] > best:
+            front.append(i)
+            best = psnr[i]
+    return np.array(front, dtype=int)
+
+
+def scatter(
+    summary: str,
+    cost: str,
+    catalog: str,
+    teacher: str,
+    test_set: str,
+    scale: int,
+    out: str,
+    official: str | None = None,
+) -> Path:
+    """CPU latency against PSNR-Y on one set and scale for the teacher, each stage (every
+    seed of the student alone) and the authors' release; the Pareto front drawn as a line."""
+    rows = family(*(pd.read_csv(p, sep="\t") for p in (summary, cost, catalog)), teacher, official)
+    rows = rows[(rows.set == test_set) & (rows.scale == scale)].reset_index(drop=True)
+    if rows.empty:
+        raise ValueError(f"no DIPNet model was evaluated on {test_set} ×{scale}")
+    fig, ax = plt.subplots(figsize=(7, 4.6))
+    labels = {"teacher": f"teacher ({teacher})", "official": "official DIPNet", **STAGES}
+    order = [s for s in ["teacher", *STAGES, "official"] if s in set(rows.stage)]
+    for i, stage in enumerate(order):
+        group = rows[rows.stage == stage]
+        ax.scatter(group.cpu_latency_ms, group.psnr_y, s=60, color=f"C{i}", label=labels[stage])
+    front = pareto_front(rows.cpu_latency_ms.to_numpy(), rows.psnr_y.to_numpy())
+    ax.plot(
+        rows.cpu_latency_ms[front], rows.psnr_y[front], "k--", linewidth=1, label="Pareto front"
+    )
+    ax.set_xscale("log")
+    ax.set_xlabel("CPU latency (ms, batch 1)")
+    ax.set_ylabel(f"PSNR-Y on {test_set} ×{scale} (dB)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8)
+    ax.set_title("DIPNet family: latency against accuracy")
+    return save(fig, out)

@@ -1,0 +1,355 @@
+"""DIPNet: the rlfn extensions, RRB merging, the stage steps (resumable), the plan and report."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from conftest import REPO
+from skimage import data as skdata
+
+from litesr.compress.reparam import RepBlock
+from litesr.data.images import write_png
+from litesr.data.sources import prepare_set
+from litesr.measure.cost import count_macs, count_params
+from litesr.methods.dipnet import plan
+from litesr.methods.dipnet.pipeline import (
+    DistilTask,
+    anchor_pairs,
+    distil,
+    merge_error,
+    merged_copy,
+    progressive,
+    prune,
+    pruned_widths,
+    reparam,
+    round_files,
+)
+from litesr.methods.dipnet.report import ablation_table, pareto_front
+from litesr.methods.plan import Paths
+from litesr.models import arch_of, build
+from litesr.models.authors import DIPNET_ARGS, dipnet_key_map
+from litesr.models.store import load_model, save_model
+from litesr.train.run import train_model
+
+SCALE = 2
+STUDENT = {
+    "feature_channels": 8,
+    "mid_channels": 8,
+    "esa_channels": 4,
+    "n_blocks": 2,
+    "bias": False,
+    "rrb_expand": 16,
+}
+RECIPE = {"steps": 4, "batch_size": 2, "lr_patch": 16, "checkpoint_every": 2}
+
+
+def test_rlfn_defaults_keep_dipnet_and_the_authors_keys():
+    model = build("rlfn", scale=4, **DIPNET_ARGS)
+    assert count_params(model) == 243_252
+    assert set(model.state_dict()) == set(dipnet_key_map(4, False).values())
+    same = build("rlfn", scale=4, **DIPNET_ARGS, block_widths=[[38, 38]] * 4)
+    assert {k: v.shape for k, v in same.state_dict().items()} == {
+        k: v.shape for k, v in model.state_dict().items()
+    }
+    narrow = build("rlfn", scale=4, **DIPNET_ARGS, block_widths=[[20, 30]] * 4)
+    assert narrow.blocks[0].c2_r.weight.shape == (30, 20, 3, 3)
+    with pytest.raises(ValueError, match="block_widths"):
+        build("rlfn", scale=4, **DIPNET_ARGS, block_widths=[[20, 30]] * 3)
+
+
+def astronaut_crop() -> torch.Tensor:
+    img = skdata.astronaut()[100:164, 180:244]
+    return torch.from_numpy(img.transpose(2, 0, 1).copy()).float()[None] / 255
+
+
+@pytest.mark.parametrize("x", ["random", "astronaut"])
+def test_merged_dipnet_equals_the_rrb_network(x):
+    torch.manual_seed(0)
+    rrb = build("rlfn", scale=4, **DIPNET_ARGS, rrb_expand=256).eval()
+    assert sum(isinstance(m, RepBlock) for m in rrb.modules()) == 12
+    merged = merged_copy(rrb)
+    assert not any(isinstance(m, RepBlock) for m in merged.modules())
+    assert count_params(merged) == 243_252 and arch_of(merged)[1]["rrb_expand"] == 0
+    inp = torch.rand(1, 3, 40, 48) if x == "random" else astronaut_crop()
+    # The whole output, borders included, within 1e-5.
+    assert merge_error(rrb, merged, inp) < 1e-5
+
+
+def test_biased_rrb_merges_exactly_at_the_border():
+    torch.manual_seed(1)
+    block = RepBlock(6, 6, expand=32, bias=True)
+    for p in block.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    x = torch.rand(1, 6, 9, 11)
+    with torch.no_grad():
+        diff = (block(x) - block.merge()(x)).abs()
+    assert float(diff[..., 0, :].max()) < 1e-5 and float(diff.max()) < 1e-5
+
+
+def test_anchor_pairs_match_relative_depth():
+    assert anchor_pairs(4, 16) == [3, 7, 11, 15]
+    assert anchor_pairs(3, 4) == [0, 2, 3]
+    assert anchor_pairs(2, 2) == [0, 1]
+    with pytest.raises(ValueError, match="fewer"):
+        anchor_pairs(4, 2)
+
+
+def test_distil_task_trains_student_and_projections_not_the_teacher():
+    teacher = build("edsr", scale=SCALE, n_resblocks=4, n_feats=12)
+    student = build("rlfn", scale=SCALE, **STUDENT)
+    task = DistilTask(student, teacher, anchors=True)
+    state = task.trainable_state()
+    assert any(k.startswith("proj.") for k in state) and not any(
+        k.startswith("teacher") for k in state
+    )
+    assert task.proj[0].weight.shape == (12, 8, 1, 1) and task.pairs == [1, 3]
+    lr, hr = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 32, 32)
+    loss, extras = task.loss(lr, hr)
+    loss.backward()
+    assert all(p.grad is None for p in teacher.parameters())
+    assert student.conv_1.weight.grad is not None and task.proj[1].weight.grad is not None
+    assert float(loss.detach()) == pytest.approx(extras["pixel"] + extras["anchor"], rel=1e-5)
+    assert set(DistilTask(student, teacher).loss(lr, hr)[1]) == set()
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """A tiny ×2 training set, a tiny EDSR teacher and a distilled RRB student with anchors."""
+    root = tmp_path_factory.mktemp("dipnet")
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(3):
+        img = np.kron(
+            rng.integers(0, 256, (12, 12, 3), dtype=np.uint8), np.ones((4, 4, 1), np.uint8)
+        )
+        write_png(root / "src" / f"{i}.png", img)
+        paths.append(root / "src" / f"{i}.png")
+    data = prepare_set(paths, SCALE, root / "x2", progress=False)
+    teacher = train_model(
+        arch="edsr",
+        args={"n_resblocks": 4, "n_feats": 12},
+        recipe=RECIPE,
+        data=data,
+        scale=SCALE,
+        out=root / "teacher.safetensors",
+        log=root / "teacher.tsv",
+        progress=False,
+    )
+    anchors = distil(
+        teacher=teacher,
+        data=data,
+        scale=SCALE,
+        student=STUDENT,
+        recipe=RECIPE,
+        anchors=True,
+        variant="anchors",
+        out=root / "anchors" / "model.safetensors",
+        log=root / "anchors" / "log.tsv",
+        stages=root / "anchors" / "stages",
+        progress=False,
+    )
+    merged = reparam(
+        model=anchors,
+        scale=SCALE,
+        out=root / "reparam" / "model.safetensors",
+        log=root / "reparam" / "log.tsv",
+        stages=root / "reparam" / "stages",
+    )
+    return root, data, teacher, anchors, merged
+
+
+def test_distil_and_reparam_steps(setup):
+    root, _, _, anchors, merged = setup
+    assert (root / "anchors" / "stages" / "train.safetensors").exists()
+    log = pd.read_csv(root / "anchors" / "log.tsv", sep="\t")
+    assert len(log) == 4 and {"pixel", "anchor"} <= set(log.columns)
+    student, meta = load_model(anchors)
+    assert meta["variant"] == "anchors" and meta["args"]["rrb_expand"] == 16
+    net, meta = load_model(merged)
+    assert meta["variant"] == "reparam" and meta["args"]["rrb_expand"] == 0
+    assert not any(isinstance(m, RepBlock) for m in net.modules())
+    assert count_params(net) < count_params(student)
+    assert merge_error(student, net, torch.rand(1, 3, 20, 24)) < 1e-5
+
+
+def run_prune(setup, where, **kw):
+    root, data, teacher, _, merged = setup
+    args = {
+        "ratio": 0.3125,
+        "convs": ["c1_r", "c2_r"],
+        "tolerance_db": 100.0,
+        "max_rounds": 2,
+        "min_rounds": 1,
+        "recipe": {**RECIPE, "steps": 3},
+        "target": "enhanced",
+        "val_crop": 16,
+        "val_images": 3,
+    }
+    return prune(
+        model=merged,
+        data=data,
+        teacher=teacher,
+        scale=SCALE,
+        out=root / where / "model.safetensors",
+        log=root / where / "log.tsv",
+        stages=root / where / "stages",
+        progress=False,
+        **{**args, **kw},
+    )
+
+
+def test_pruning_rounds_shrink_reload_and_resume(setup):
+    root, _, _, _, merged = setup
+    out = run_prune(setup, "prune")
+    start = load_model(merged)[0]
+    widths, params, macs = (
+        [pruned_widths(start)],
+        [count_params(start)],
+        [count_macs(start, (16, 16))],
+    )
+    for f in round_files(out.parent / "stages", 2):
+        net, meta = load_model(f)  # rebuilt from its own block_widths
+        assert meta["args"]["block_widths"] == pruned_widths(net)
+        widths.append(pruned_widths(net))
+        params.append(count_params(net))
+        macs.append(count_macs(net, (16, 16)))
+        assert net(torch.rand(1, 3, 16, 16)).shape == (1, 3, 32, 32)
+    assert widths == [[[8, 8]] * 2, [[6, 6]] * 2, [[4, 4]] * 2]
+    assert params[0] > params[1] > params[2] and macs[0] > macs[1] > macs[2]
+    rounds = pd.read_csv(out.parent / "stages" / "rounds.tsv", sep="\t")
+    assert rounds.kept.tolist() == [True, True]
+    assert pd.read_csv(out.with_name("log.tsv"), sep="\t")["round"].tolist() == [1] * 3 + [2] * 3
+    final, meta = load_model(out)
+    assert pruned_widths(final) == [[4, 4]] * 2 and meta["variant"] == "pruned"
+    # Killed after round 1: drop round 2 and the output, run again: bit-identical.
+    round_files(out.parent / "stages", 2)[1].unlink()
+    again = copy.deepcopy(final.state_dict())
+    out.unlink()
+    run_prune(setup, "prune")
+    b = load_model(out)[0].state_dict()
+    assert all(torch.equal(again[k], b[k]) for k in again)
+
+
+def test_pruning_keeps_the_last_good_network(setup):
+    _, _, _, _, merged = setup
+    out = run_prune(setup, "strict", tolerance_db=-1.0, min_rounds=0)  # nothing can pass
+    rounds = pd.read_csv(out.parent / "stages" / "rounds.tsv", sep="\t")
+    assert rounds.kept.tolist() == [False]
+    a, b = load_model(out)[0].state_dict(), load_model(merged)[0].state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_progressive_two_stages(setup):
+    root, data, teacher, _, merged = setup
+    out = progressive(
+        model=merged,
+        data=data,
+        teacher=teacher,
+        scale=SCALE,
+        patch={**RECIPE, "steps": 2, "lr_patch": 20},
+        l2={**RECIPE, "steps": 2, "loss": "l2"},
+        target="hr",
+        out=root / "prog" / "model.safetensors",
+        log=root / "prog" / "log.tsv",
+        stages=root / "prog" / "stages",
+        progress=False,
+    )
+    log = pd.read_csv(out.with_name("log.tsv"), sep="\t")
+    assert log.stage.tolist() == ["patch"] * 2 + ["l2"] * 2
+    assert load_model(out)[1]["variant"] == "progressive"
+    assert (out.parent / "stages" / "l2.safetensors").exists()
+
+
+def default_section() -> tuple[dict, dict]:
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    return config["methods"]["dipnet"], config
+
+
+PATHS = Paths(scales=[4], train_set="tr", test_sets=["te"])
+
+
+def test_plan_declares_one_model_per_stage():
+    section, config = default_section()
+    p = plan({**section, "seeds": 3}, config, PATHS)
+    assert [m.name for m in p.trained] == ["dipnet-alone-s0", "dipnet-alone-s1", "dipnet-alone-s2"]
+    assert [m.train["seed"] for m in p.trained] == [0, 1, 2]
+    assert [m.name for m in p.made] == [
+        f"dipnet-{s}" for s in ("ehr", "anchors", "reparam", "pruned", "progressive")
+    ]
+    assert p.made[2].inputs == {"model": "dipnet-anchors"}
+    with_official = plan({**section, "official": "ref"}, config, PATHS)
+    assert with_official.made[-1].step == "official"
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"teacher": "nosuch"}, "dipnet.teacher"),
+        ({"student": {**STUDENT, "feature_channels": 200, "mid_channels": 200}}, "not larger"),
+        ({"official": "ref"}, "dipnet.official"),
+        ({"progressive": {"patch": {"steps": 1, "lr_patch": 8}, "l2": {"steps": 1}}}, "lr_patch"),
+    ],
+)
+def test_plan_refuses_bad_sections(change, match):
+    section, config = default_section()
+    section = {**section, **change}
+    section["student"] = {k: v for k, v in section["student"].items() if k != "bias"}
+    paths = Paths(scales=[2, 4], train_set="tr", test_sets=["te"])
+    with pytest.raises(ValueError, match=match):
+        plan(section, config, paths)
+
+
+def test_pareto_front_by_hand():
+    latency = np.array([10.0, 5.0, 20.0, 5.0, 30.0])
+    psnr = np.array([30.0, 29.0, 29.5, 28.0, 31.0])
+    assert pareto_front(latency, psnr).tolist() == [1, 0, 4]
+
+
+def test_ablation_table_judges_against_the_seed_spread():
+    stages = ["alone", "alone", "alone", "ehr", "anchors", "reparam", "pruned", "progressive"]
+    models = [f"m{i}" for i in range(len(stages))]  # names say nothing
+    psnr = [30.0, 30.1, 30.2, 30.5, 30.6, 30.6, 30.3, 30.45]
+    summary = pd.DataFrame(
+        {"model": [*models, "t"], "set": "S", "scale": 4, "psnr_y": [*psnr, 32.0], "ssim_y": 0.9}
+    )
+    cost = pd.DataFrame(
+        {
+            "model": [*models, "t"],
+            "scale": 4,
+            "params": 1000,
+            "macs_256_G": 1.0,
+            "cpu_latency_ms": 5.0,
+            "cpu_inference_MiB": 3.0,
+            "gpu_latency_ms": np.nan,
+            "gpu_peak_MiB": np.nan,
+        }
+    )
+    catalog = pd.DataFrame(
+        {
+            "model": [*models, "t"],
+            "scale": 4,
+            "arch": "rlfn",
+            "method": [*["dipnet"] * len(models), ""],
+            "variant": [*stages, ""],
+        }
+    )
+    table = ablation_table(summary, cost, catalog, teacher="t")
+    assert list(table.index)[:2] == ["teacher (t)", "student alone (L1 on HR) (3 seeds)"]
+    assert table.iloc[1]["S ×4"] == "30.10 ± 0.10 / 0.9000"
+    verdict = table["effect beyond seed spread?"]
+    assert verdict["+ enhanced HR"].startswith("yes") and verdict["+ anchors"].startswith("no")
+    assert verdict["+ pruning"].startswith("yes") and verdict["+ progressive"].startswith("no")
+    assert table.loc["+ enhanced HR", "Δ PSNR vs previous"] == "+0.40"
+    assert "GPU ms" not in table.columns and table.loc["+ pruning", "CPU ms"] == "5.00"
+
+
+def test_saved_pruned_network_loads_by_its_args(tmp_path):
+    net = build("rlfn", scale=4, **DIPNET_ARGS, block_widths=[[26, 20]] * 4)
+    save_model(net, tmp_path / "m.safetensors", arch="rlfn", args=arch_of(net)[1])
+    again = load_model(tmp_path / "m.safetensors")[0]
+    assert pruned_widths(again) == [[26, 20]] * 4
