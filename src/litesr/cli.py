@@ -17,7 +17,6 @@ import traceback
 from pathlib import Path
 
 
-
 def user_errors() -> tuple[type[BaseException], ...]:
     """Errors a user can act on (bad input, bad config, a failed download, a diverged run,
     an output being made by another run): one line. Anything else is a bug and keeps its
@@ -27,6 +26,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from litesr.train.loop import TrainingDiverged
 
     return (ValueError, OSError, DownloadError, TrainingDiverged, OutputBusy)
+
 
 # Sub-commands that live beside the code they drive: each module has ``add_parser(sub)``,
 # which adds its sub-parser and sets ``func`` (called with the parsed arguments).
