@@ -80,8 +80,9 @@ def fit(
 ) -> Task:
     """Train ``task`` for ``spec.steps`` steps; resume from ``checkpoint`` when it matches.
 
-    ``fingerprint`` names everything outside the recipe the run depends on (architecture,
-    starting weights, data content); a checkpoint made under another one is set aside.
+    ``fingerprint`` names everything outside the recipe and the data the run depends on
+    (architecture, starting weights); with the recipe and ``sampler.key`` (the images'
+    content) it must match a checkpoint's, or the checkpoint is set aside.
     The checkpoint is removed once training completes.
     """
     dev = resolve_device(device)
@@ -94,7 +95,7 @@ def fit(
     gen = torch.Generator().manual_seed(spec.seed)
     start, rows = 0, []
     checkpoint, log_tsv = Path(checkpoint), Path(log_tsv)
-    key = spec.fingerprint(fingerprint)
+    key = spec.fingerprint(fingerprint, sampler.key)
 
     state = load_checkpoint(checkpoint, key)
     if state is not None:

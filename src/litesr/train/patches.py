@@ -57,8 +57,16 @@ class PatchSampler:
     checkpointed generator state reproduces the exact batch sequence.
     """
 
-    def __init__(self, pairs: Sequence[Pair], scale: int, lr_patch: int, augment: bool = True):
+    def __init__(
+        self,
+        pairs: Sequence[Pair],
+        scale: int,
+        lr_patch: int,
+        augment: bool = True,
+        key: str = "",
+    ):
         self.pairs, self.scale, self.lr_patch, self.augment = list(pairs), scale, lr_patch, augment
+        self.key = key  # names the images' content; part of every training checkpoint's key
 
     def sample(self, batch_size: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Return ``(lr, hr)`` float tensors in [0, 1], shapes N×3×p×p and N×3×sp×sp."""

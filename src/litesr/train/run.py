@@ -18,9 +18,12 @@ from litesr.train.spec import TrainSpec
 
 
 def sampler_for(data_dir: Path, scale: int, spec: TrainSpec) -> PatchSampler:
-    """Random patches of the prepared set ``data_dir`` at the recipe's size."""
+    """Random patches of the prepared set ``data_dir`` at the recipe's size, keyed by the
+    set's content (so a checkpoint made on other images is never resumed)."""
     pairs = load_pairs(data_dir, scale, spec.lr_patch)
-    return PatchSampler(pairs, scale, spec.lr_patch, augment=spec.augment)
+    return PatchSampler(
+        pairs, scale, spec.lr_patch, augment=spec.augment, key=data_fingerprint(data_dir)
+    )
 
 
 def train_model(
@@ -55,7 +58,7 @@ def train_model(
             checkpoint=out.with_name(out.name + ".ckpt"),
             log_tsv=log,
             device=device,
-            fingerprint=f"{arch}{sorted(args.items())}{scale}{data_fingerprint(data)}",
+            fingerprint=f"{arch}{sorted(args.items())}{scale}",
             progress=progress,
         )
         save_model(

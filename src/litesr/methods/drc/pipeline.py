@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from litesr.atomic import atomic_path, output_lock
 from litesr.compress.importance_grad import DualRegressionImportance
 from litesr.compress.prune import apply_pruning, l1_norm, select_channels
+from litesr.data.sources import data_fingerprint
 from litesr.device import resolve_device
 from litesr.digest import file_sha256
 from litesr.methods.drc.dual import DualNet, DualTask, load_dual, save_dual
@@ -310,7 +311,7 @@ def drc_compress(
         Stage("finetune", stages / "finetune.safetensors", do_finetune, key=json.dumps(finetune))
     )
     fingerprint = json.dumps(
-        [file_sha256(primal), ratio, dual, lam, distill, seed, str(Path(data).resolve())]
+        [file_sha256(primal), ratio, dual, lam, distill, seed, data_fingerprint(data)]
     )
     with output_lock(out):
         model = run_stages(copy.deepcopy(run.reference).cpu(), plan, fingerprint=fingerprint)
@@ -388,7 +389,7 @@ def l1_compress(
         ),
     ]
     fingerprint = json.dumps(
-        [file_sha256(primal), ratio, dual, lam, distill, seed, str(Path(data).resolve())]
+        [file_sha256(primal), ratio, dual, lam, distill, seed, data_fingerprint(data)]
     )
     with output_lock(out):
         model = run_stages(copy.deepcopy(run.reference).cpu(), plan, fingerprint=fingerprint)

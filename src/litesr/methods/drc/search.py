@@ -65,6 +65,7 @@ class HalvesSampler:
         if len(pairs) < 2:
             raise ValueError("the channel search needs at least two training images (two halves)")
         half = len(pairs) // 2
+        self.key = f"halves|{sampler.key}"
         self.halves = [
             PatchSampler(part, sampler.scale, sampler.lr_patch, sampler.augment)
             for part in (pairs[:half], pairs[half:])
