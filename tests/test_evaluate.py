@@ -162,3 +162,17 @@ def test_saved_sr_images_replace_the_folder_whole(tmp_path):
     )
     assert sorted(p.name for p in sr_dir.iterdir()) == ["a.png", "b.png"]
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_grey_measurement_does_not_depend_on_memory_layout():
+    from litesr.evaluate.run import measure
+
+    rng = np.random.default_rng(1)
+    hr = np.repeat(rng.integers(0, 256, (40, 40, 1), dtype=np.uint8), 3, axis=2)
+    # Pixels whose grey level is exactly k + 0.5, where the summation order decides rint.
+    r, g, b = np.meshgrid(np.arange(256), np.arange(256), np.arange(0, 256, 5), indexing="ij")
+    tie = (299 * r + 587 * g + 114 * b) % 1000 == 500
+    planar = np.stack([r[tie], g[tie], b[tie]])[:, :1600].astype(np.uint8).reshape(3, 40, 40)
+    view = planar.transpose(1, 2, 0)  # as a network's C×H×W output is usually viewed
+    assert not view.flags["C_CONTIGUOUS"]
+    assert measure(view, hr, 4) == measure(np.ascontiguousarray(view), hr, 4)

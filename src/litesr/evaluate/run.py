@@ -45,7 +45,10 @@ def measured_planes(sr: np.ndarray, hr: np.ndarray) -> tuple[np.ndarray, np.ndar
     Colour images are passed through, and the metrics take their BT.601 Y.
     """
     if np.array_equal(hr[..., 0], hr[..., 1]) and np.array_equal(hr[..., 0], hr[..., 2]):
-        grey = np.rint(sr.astype(np.float64) @ np.array([0.299, 0.587, 0.114]))
+        # Elementwise, in a fixed order: a matrix product would sum in an order that depends
+        # on the array's memory layout, and a different last bit flips rint at .5.
+        rgb = sr.astype(np.float64)
+        grey = np.rint(0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2])
         return grey.clip(0, 255).astype(np.uint8), hr[..., 0]
     return sr, hr
 
