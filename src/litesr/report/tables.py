@@ -60,6 +60,8 @@ def collapsed(summary: pd.DataFrame, baseline: str = "bicubic") -> list[str]:
 def typeset(frame: pd.DataFrame, caption: str, best: pd.DataFrame | None = None) -> dict:
     """A table as the report template takes it: header, string cells, the best-cell mask."""
     flat = frame.reset_index()
+    if frame.index.nlevels == 1 and frame.index.name is None:
+        flat = flat.rename(columns={flat.columns[0]: ""})
     columns = [
         " ".join(map(str, c)).strip() if isinstance(c, tuple) else str(c) for c in flat.columns
     ]
