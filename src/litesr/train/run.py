@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from litesr.atomic import output_lock
 from litesr.data.sources import data_fingerprint
 from litesr.models import build
 from litesr.models.store import save_model
 from litesr.train.loop import fit
-from litesr.train.objectives import PixelTask
+from litesr.train.objectives import PixelTask, Task
 from litesr.train.patches import PatchSampler, load_pairs
 from litesr.train.spec import TrainSpec
 
@@ -36,11 +38,17 @@ def train_model(
     out: Path,
     log: Path,
     meta: dict[str, Any] | None = None,
+    make_task: Callable[[nn.Module], Task] | None = None,
+    key: str = "",
     device: str = "cpu",
     progress: bool = True,
 ) -> Path:
-    """Build ``arch(scale, **args)`` from the recipe's seed, train it plainly (the recipe's
-    pixel loss), save it as safetensors with ``meta`` (method, variant, size...).
+    """Build ``arch(scale, **args)`` from the recipe's seed, train it, save it as safetensors
+    with ``meta`` (method, variant, size...).
+
+    By default the task is plain (the recipe's pixel loss); a method may wrap the fresh model
+    in its own task with ``make_task`` (built right after the model, so the model's draws do
+    not change) and must then name what the task adds in ``key``.
 
     The training checkpoint lives beside ``out`` (``<out>.ckpt``) until training completes,
     so re-running the same command after a kill resumes it.
@@ -50,7 +58,7 @@ def train_model(
     with output_lock(out):
         torch.manual_seed(spec.seed)
         model = build(arch, scale=scale, **args)
-        task = PixelTask(model, spec.loss, spec.channel)
+        task = make_task(model) if make_task else PixelTask(model, spec.loss, spec.channel)
         fit(
             task,
             sampler_for(data, scale, spec),
@@ -58,7 +66,7 @@ def train_model(
             checkpoint=out.with_name(out.name + ".ckpt"),
             log_tsv=log,
             device=device,
-            fingerprint=f"{arch}{sorted(args.items())}{scale}",
+            fingerprint=f"{arch}{sorted(args.items())}{scale}{key}",
             progress=progress,
         )
         save_model(

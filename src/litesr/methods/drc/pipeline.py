@@ -38,7 +38,7 @@ from litesr.methods.drc.search import HalvesSampler, SearchTask, candidate_width
 from litesr.models import arch_of, build
 from litesr.models.store import load_model, save_model
 from litesr.train.loop import fit
-from litesr.train.run import sampler_for
+from litesr.train.run import sampler_for, train_model
 from litesr.train.spec import TrainSpec
 from litesr.train.stages import Stage, StageFiles, run_stages
 from litesr.tsv import write_tsv
@@ -103,39 +103,25 @@ def train_primal(
     device: str = "cpu",
     progress: bool = True,
 ) -> Path:
-    """Train ``arch`` from the recipe's seed with a fresh dual network, ``L1 + λ · dual``.
-    The student is initialised as the shared ``train`` rule does (same seed, same draws)."""
-    spec = TrainSpec.from_dict(recipe)
-    out = Path(out)
-    with output_lock(out):
-        torch.manual_seed(spec.seed)
-        model = build(arch, scale=scale, **args)
-        task = DualTask(model, DualNet(scale, **dual), lam)
-        fit(
-            task,
-            sampler_for(data, scale, spec),
-            spec,
-            checkpoint=Path(stages) / "primal.ckpt",
-            log_tsv=log,
-            device=device,
-            fingerprint=f"drc-primal|{arch}{sorted(args.items())}|{scale}|{dual}|{lam}",
-            progress=progress,
-        )
-        save_model(
-            model.cpu(),
-            out,
-            arch=arch,
-            args={"scale": scale, **args},
-            meta={
-                "method": "drc",
-                "variant": "dual",
-                "size": 0.0,
-                "lam": lam,
-                "train": recipe,
-                "widths": block_widths(model),
-            },
-        )
-    return out
+    """Train ``arch`` from the recipe's seed with a fresh dual network, ``L1 + λ · dual``, on
+    the shared ``train`` step (same seed, same draws as the plain primal). One training run:
+    ``stages`` is not used."""
+    with torch.device("meta"):
+        widths = block_widths(build(arch, scale=scale, **args))
+    return train_model(
+        arch=arch,
+        args=args,
+        recipe=recipe,
+        data=data,
+        scale=scale,
+        out=out,
+        log=log,
+        meta={"method": "drc", "variant": "dual", "size": 0.0, "lam": lam, "widths": widths},
+        make_task=lambda model: DualTask(model, DualNet(scale, **dual), lam),
+        key=f"|drc-dual|{sorted(dual.items())}|{lam}",
+        device=device,
+        progress=progress,
+    )
 
 
 class _Run:
