@@ -110,3 +110,13 @@ def test_a_misspelled_recipe_key_fails_the_dry_run_naming_it(tmp_path):
     config["models"]["base"]["train"]["stpes"] = 3
     result = snakemake(with_config(tmp_path, config), "-n", "--configfile", "tiny.yaml")
     assert result.returncode != 0 and "stpes" in result.stdout
+
+
+def test_lazy_entries_resolve_and_parsing_imports_no_plotting():
+    from litesr.methods.registry import entry
+
+    assert callable(entry("tables", "ail.table")) and callable(entry("figures", "dipnet.scatter"))
+    code = "import sys; from litesr.methods.registry import methods; methods(); "
+    code += "print('seaborn' in sys.modules or 'matplotlib.pyplot' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

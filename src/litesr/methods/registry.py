@@ -37,9 +37,9 @@ class Method:
     name: str
     schema: Path
     plan: Callable[[dict[str, Any], dict[str, Any], Paths], Plan]
-    steps: dict[str, Callable[..., Any]] = field(default_factory=dict)
-    figures: dict[str, Callable[..., Path]] = field(default_factory=dict)
-    tables: dict[str, Callable[..., Any]] = field(default_factory=dict)
+    steps: dict[str, Callable[..., Any] | str] = field(default_factory=dict)
+    figures: dict[str, Callable[..., Path] | str] = field(default_factory=dict)
+    tables: dict[str, Callable[..., Any] | str] = field(default_factory=dict)
     rules: Path | None = None
 
 
@@ -72,11 +72,18 @@ def get(name: str) -> Method:
 
 
 def entry(kind: str, qualified: str) -> Callable[..., Any]:
-    """A method's step, figure or table by ``"<method>.<name>"``."""
+    """A method's step, figure or table by ``"<method>.<name>"``.
+
+    An entry may be given as ``"module:function"``: it is imported only when used, so that
+    parsing the workflow (which loads every method) does not import plotting libraries."""
     method_name, _, name = qualified.partition(".")
     table = getattr(get(method_name), kind)
     if name not in table:
         raise ValueError(
             f"method {method_name!r} has no {kind[:-1]} {name!r}; it has: {', '.join(table)}"
         )
-    return table[name]
+    target = table[name]
+    if isinstance(target, str):
+        module, _, function = target.partition(":")
+        target = getattr(importlib.import_module(module), function)
+    return target

@@ -18,7 +18,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from litesr.methods.ail import report
 from litesr.methods.ail.importance import VARIANTS, AILTask, Importance
 from litesr.methods.ail.rounds import round_files, train_rounds
 from litesr.methods.plan import Figure, MadeModel, Paths, Plan, Table, TrainedModel
@@ -140,9 +139,9 @@ METHOD = Method(
     plan=plan,
     steps={"rounds": train_rounds},
     figures={
-        "importance": report.importance_maps,
-        "rounds": report.round_curves,
-        "width": report.width_figure,
+        "importance": "litesr.methods.ail.report:importance_maps",
+        "rounds": "litesr.methods.ail.report:round_curves",
+        "width": "litesr.methods.ail.report:width_figure",
     },
-    tables={"table": report.ail_table},
+    tables={"table": "litesr.methods.ail.report:ail_table"},
 )

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 from litesr.measure.cost import count_params
-from litesr.methods.dipnet import pipeline, report
+from litesr.methods.dipnet import pipeline
 from litesr.methods.plan import Figure, MadeModel, Paths, Plan, Table, TrainedModel
 from litesr.methods.registry import Method
 from litesr.models import build
@@ -190,6 +190,6 @@ METHOD = Method(
         "progressive": pipeline.progressive,
         "official": pipeline.official,
     },
-    figures={"scatter": report.scatter},
-    tables={"ablation": report.ablation_table},
+    figures={"scatter": "litesr.methods.dipnet.report:scatter"},
+    tables={"ablation": "litesr.methods.dipnet.report:ablation_table"},
 )

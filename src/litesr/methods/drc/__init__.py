@@ -14,7 +14,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from litesr.methods.drc import report
 from litesr.methods.drc.dual import DualNet, DualTask
 from litesr.methods.drc.pipeline import drc_compress, l1_compress, train_primal
 from litesr.methods.drc.search import SearchTask, candidate_widths
@@ -140,6 +139,6 @@ METHOD = Method(
     schema=Path(__file__).with_name("schema.yaml"),
     plan=plan,
     steps={"primal": train_primal, "drc": drc_compress, "l1": l1_compress},
-    figures={"widths": report.widths_figure},
-    tables={"table": report.drc_table},
+    figures={"widths": "litesr.methods.drc.report:widths_figure"},
+    tables={"table": "litesr.methods.drc.report:drc_table"},
 )

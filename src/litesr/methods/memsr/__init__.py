@@ -17,7 +17,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from litesr.methods.memsr import report
 from litesr.methods.memsr.convert import convert
 from litesr.methods.memsr.init import memsr_init
 from litesr.methods.memsr.steps import convert_teacher, train_student
@@ -110,6 +109,6 @@ METHOD = Method(
     schema=Path(__file__).with_name("schema.yaml"),
     plan=plan,
     steps={"convert": convert_teacher, "student": train_student},
-    figures={"memory": report.memory_figure},
-    tables={"table": report.memsr_table},
+    figures={"memory": "litesr.methods.memsr.report:memory_figure"},
+    tables={"table": "litesr.methods.memsr.report:memsr_table"},
 )
