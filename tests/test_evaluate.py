@@ -7,22 +7,35 @@ import pandas as pd
 import pytest
 import torch
 
-from litesr.data.images import write_png
-from litesr.evaluate.run import evaluate_set, measured_planes, summarize, super_resolve
+from litesr.data.images import list_images, read_image, stored_grey, write_png
+from litesr.data.resize import bicubic_upsample
+from litesr.data.sources import prepare_set
+from litesr.evaluate.run import evaluate_set, measure, measured_planes, summarize, super_resolve
 from litesr.models import build
 from litesr.models.store import save_model
 
-# Published bicubic PSNR / SSIM (conventions.md) and the tolerances of the foundation issue.
-PUBLISHED = {("Set5", 4): (28.42, 0.8104), ("Set14", 4): (26.00, 0.7027)}
-TOLERANCE = {"Set5": (0.02, 0.002), "Set14": (0.1, 0.005)}
+# Published bicubic PSNR / SSIM (conventions.md), every scale of Set5 and Set14.
+PUBLISHED = {
+    ("Set5", 2): (33.66, 0.9299),
+    ("Set5", 3): (30.39, 0.8682),
+    ("Set5", 4): (28.42, 0.8104),
+    ("Set14", 2): (30.24, 0.8688),
+    ("Set14", 3): (27.55, 0.7742),
+    ("Set14", 4): (26.00, 0.7027),
+}
+TOLERANCE = (0.02, 0.002)  # (dB, SSIM)
 
 
+@pytest.mark.shared_data
 @pytest.mark.parametrize(("set_name", "scale"), sorted(PUBLISHED))
-def test_bicubic_row_of_the_published_table(shared_data, tmp_path, set_name, scale):
-    """The evaluate step itself (not just the metric functions) reproduces the table."""
+def test_the_workflows_bicubic_table_is_the_published_one(shared_data, tmp_path, set_name, scale):
+    """`prepare` (our modcrop and MATLAB bicubic, from the HR images alone) then `evaluate`, as
+    the workflow runs them, give the published bicubic row within 0.02 dB."""
+    hr = shared_data / "benchmark" / set_name / f"x{scale}" / "HR"
+    prepared = prepare_set(list_images(hr), scale, tmp_path / "set", progress=False)
     table = evaluate_set(
         "bicubic",
-        shared_data / "benchmark" / set_name / f"x{scale}",
+        prepared,
         scale,
         tmp_path / "t.tsv",
         model_name="bicubic",
@@ -30,9 +43,8 @@ def test_bicubic_row_of_the_published_table(shared_data, tmp_path, set_name, sca
         progress=False,
     )
     psnr, ssim = PUBLISHED[set_name, scale]
-    dpsnr, dssim = TOLERANCE[set_name]
-    assert table.psnr_y.mean() == pytest.approx(psnr, abs=dpsnr)
-    assert table.ssim_y.mean() == pytest.approx(ssim, abs=dssim)
+    assert table.psnr_y.mean() == pytest.approx(psnr, abs=TOLERANCE[0])
+    assert table.ssim_y.mean() == pytest.approx(ssim, abs=TOLERANCE[1])
     on_disk = pd.read_csv(tmp_path / "t.tsv", sep="\t")
     assert list(on_disk.columns) == [
         "model",
@@ -43,17 +55,53 @@ def test_bicubic_row_of_the_published_table(shared_data, tmp_path, set_name, sca
         "ssim_y",
         "psnr_rgb",
     ]
-    assert len(on_disk) == len(list((shared_data / "benchmark" / set_name / "x4" / "HR").iterdir()))
+    assert len(on_disk) == len(list(hr.iterdir()))
+
+
+@pytest.mark.shared_data
+def test_set14_grey_images_are_measured_by_their_stored_channels(shared_data, tmp_path):
+    """img_003 is stored with one channel and stays so once prepared; img_010 is stored as RGB
+    with three equal channels and is measured on Y, as the field's scripts do."""
+    hr = shared_data / "benchmark" / "Set14" / "x4" / "HR"
+    images = [hr / "img_003.png", hr / "img_010.png"]
+    prepared = prepare_set(images, 4, tmp_path / "set", progress=False)
+    for sub in ("HR", "LR"):
+        assert read_image(prepared / sub / "img_003.png").shape[2] == 3
+        assert stored_grey(prepared / sub / "img_003.png")
+        assert not stored_grey(prepared / sub / "img_010.png")
+    manifest = pd.read_csv(prepared / "manifest.tsv", sep="\t")
+    assert dict(zip(manifest.name, manifest.channels, strict=True)) == {
+        "img_003": 1,
+        "img_010": 3,
+    }
+    rgb010 = read_image(prepared / "HR" / "img_010.png")
+    assert np.array_equal(rgb010[..., 0], rgb010[..., 1])
+    lr = read_image(prepared / "LR" / "img_010.png")
+    sr = bicubic_upsample(lr, 4)
+    on_y = measure(sr, rgb010, 4, grey=False)
+    on_grey = measure(sr, rgb010, 4, grey=True)
+    assert on_y["psnr_y"] != pytest.approx(on_grey["psnr_y"], abs=0.05)
+    table = evaluate_set(
+        "bicubic", prepared, 4, tmp_path / "t.tsv", model_name="b", set_name="s", progress=False
+    )
+    assert table.set_index("image").psnr_y["img_010"] == pytest.approx(on_y["psnr_y"])
 
 
 def test_grey_images_are_measured_on_their_grey_level():
     hr = np.repeat(np.arange(64, dtype=np.uint8).reshape(8, 8, 1), 3, axis=2)
-    sr, ref = measured_planes(hr, hr)
+    sr, ref = measured_planes(hr, hr, grey=True)
     assert sr.ndim == 2 and np.array_equal(sr, hr[..., 0]) and np.array_equal(ref, hr[..., 0])
-    colour = hr.copy()
-    colour[..., 0] = 255 - colour[..., 0]
-    sr, ref = measured_planes(colour, colour)
-    assert sr.shape == colour.shape
+    sr, ref = measured_planes(hr, hr, grey=False)
+    assert sr.shape == hr.shape and ref is hr
+
+
+def test_prepare_keeps_a_one_channel_source_one_channel(tmp_path):
+    rng = np.random.default_rng(0)
+    write_png(tmp_path / "src" / "g.png", rng.integers(0, 256, (48, 40), dtype=np.uint8))
+    write_png(tmp_path / "src" / "c.png", rng.integers(0, 256, (48, 40, 3), dtype=np.uint8))
+    out = prepare_set(list_images(tmp_path / "src"), 4, tmp_path / "set", progress=False)
+    assert [stored_grey(out / "LR" / f"{n}.png") for n in "cg"] == [False, True]
+    assert [stored_grey(out / "HR" / f"{n}.png") for n in "cg"] == [False, True]
 
 
 def test_summary_averages_over_images_not_pixels():
@@ -165,8 +213,6 @@ def test_saved_sr_images_replace_the_folder_whole(tmp_path):
 
 
 def test_grey_measurement_does_not_depend_on_memory_layout():
-    from litesr.evaluate.run import measure
-
     rng = np.random.default_rng(1)
     hr = np.repeat(rng.integers(0, 256, (40, 40, 1), dtype=np.uint8), 3, axis=2)
     # Pixels whose grey level is exactly k + 0.5, where the summation order decides rint.
@@ -175,4 +221,4 @@ def test_grey_measurement_does_not_depend_on_memory_layout():
     planar = np.stack([r[tie], g[tie], b[tie]])[:, :1600].astype(np.uint8).reshape(3, 40, 40)
     view = planar.transpose(1, 2, 0)  # as a network's C×H×W output is usually viewed
     assert not view.flags["C_CONTIGUOUS"]
-    assert measure(view, hr, 4) == measure(np.ascontiguousarray(view), hr, 4)
+    assert measure(view, hr, 4, grey=True) == measure(np.ascontiguousarray(view), hr, 4, grey=True)

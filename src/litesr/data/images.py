@@ -122,6 +122,27 @@ def _open_checked(path: Path, limit: int) -> Image.Image:
     return img
 
 
+# Modes Pillow gives an image stored with one channel (an alpha channel aside), as MATLAB's
+# imread returns it as an H x W array.
+_ONE_CHANNEL_MODES = ("1", "L", "LA", "I", *_GRAY16)
+
+
+def stored_grey(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is stored with one colour channel (read from its header only).
+
+    The field's evaluation scripts branch on this stored channel count, not on the pixels: a
+    one-channel image is measured on its grey values, an RGB one on Y even when its three
+    channels are equal. :func:`read_image` replicates a grey image to RGB, so the flag is
+    read separately.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            return img.mode in _ONE_CHANNEL_MODES
+    except Exception as exc:  # Pillow raises many unrelated types on corrupt input
+        raise ImageError(path, f"cannot read image header ({type(exc).__name__}: {exc})") from exc
+
+
 def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) -> np.ndarray:
     """Read ``path`` as a uint8 H x W x 3 RGB array following the module's stated rule.
 

@@ -17,7 +17,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from litesr.atomic import atomic_dir
-from litesr.data.images import list_images, read_image, write_png
+from litesr.data.images import list_images, read_image, stored_grey, write_png
 from litesr.data.resize import bicubic_degrade, modcrop
 from litesr.tsv import write_tsv
 
@@ -96,6 +96,9 @@ def _sha256(path: Path) -> str:
 def prepare_set(images: list[Path], scale: int, out: Path, progress: bool = True) -> Path:
     """Write modcropped HR and bicubic LR PNGs of ``images`` and their manifest to ``out``.
 
+    An image stored with one channel is written with one channel (HR and LR), so that the
+    evaluation can measure it as the field does (:func:`litesr.evaluate.run.measure`).
+
     The folder appears whole or not at all (it is built beside ``out``, then renamed), with
     the permissions the umask gives.
     """
@@ -113,6 +116,10 @@ def prepare_set(images: list[Path], scale: int, out: Path, progress: bool = True
                 raise ValueError(f"{path}: image {hr.shape[:2]} is smaller than the scale {scale}")
             hr = modcrop(hr, scale)
             lr = bicubic_degrade(hr, scale)
+            # A source stored with one channel stays so: its measurement depends on it.
+            grey = stored_grey(path)
+            if grey:
+                hr, lr = hr[..., 0], lr[..., 0]
             name = f"{path.stem}.png"
             write_png(tmp / "HR" / name, hr)
             write_png(tmp / "LR" / name, lr)
@@ -124,6 +131,7 @@ def prepare_set(images: list[Path], scale: int, out: Path, progress: bool = True
                     "hr_w": hr.shape[1],
                     "lr_h": lr.shape[0],
                     "lr_w": lr.shape[1],
+                    "channels": 1 if grey else 3,
                     "hr_sha256": _sha256(tmp / "HR" / name),
                     "lr_sha256": _sha256(tmp / "LR" / name),
                 }

@@ -17,7 +17,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from litesr.atomic import atomic_dir
-from litesr.data.images import list_images, read_image, write_png
+from litesr.data.images import list_images, read_image, stored_grey, write_png
 from litesr.data.resize import bicubic_upsample
 from litesr.device import resolve_device
 from litesr.evaluate.metrics import psnr_rgb, psnr_y, ssim_min_side, ssim_y
@@ -36,20 +36,21 @@ def super_resolve(model: nn.Module, lr: np.ndarray, device: torch.device) -> np.
     return sr.transpose(1, 2, 0)
 
 
-def measured_planes(sr: np.ndarray, hr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def measured_planes(sr: np.ndarray, hr: np.ndarray, *, grey: bool) -> tuple[np.ndarray, np.ndarray]:
     """The images the Y metrics see.
 
-    Grey test images (all three channels equal, e.g. Set14's ``img_003``) are
-    measured on their grey level, as the field's MATLAB scripts do; the SR output is reduced
-    to grey with the BT.601 luma weights (exactly its grey level when it is grey itself).
-    Colour images are passed through, and the metrics take their BT.601 Y.
+    A test image stored with one channel (``grey``, e.g. Set14's ``img_003``) is measured on
+    its grey level, as the field's MATLAB scripts do; the SR output is reduced to grey with
+    the BT.601 luma weights (exactly its grey level when it is grey itself). An image stored
+    as RGB is passed through and measured on Y, even when its three channels are equal (Set14's
+    ``img_010``), again as those scripts do: they branch on the stored channel count.
     """
-    if np.array_equal(hr[..., 0], hr[..., 1]) and np.array_equal(hr[..., 0], hr[..., 2]):
+    if grey:
         # Elementwise, in a fixed order: a matrix product would sum in an order that depends
         # on the array's memory layout, and a different last bit flips rint at .5.
         rgb = sr.astype(np.float64)
-        grey = np.rint(0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2])
-        return grey.clip(0, 255).astype(np.uint8), hr[..., 0]
+        grey_sr = np.rint(0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2])
+        return grey_sr.clip(0, 255).astype(np.uint8), hr[..., 0]
     return sr, hr
 
 
@@ -102,7 +103,7 @@ def evaluate_set(
                     "set": set_name,
                     "scale": scale,
                     "image": hr_path.stem,
-                    **measure(sr, hr, scale, name=hr_path),
+                    **measure(sr, hr, scale, grey=stored_grey(hr_path), name=hr_path),
                 }
             )
     table = pd.DataFrame(rows, columns=PER_IMAGE_COLUMNS)
@@ -110,11 +111,13 @@ def evaluate_set(
     return table
 
 
-def measure(sr: np.ndarray, hr: np.ndarray, scale: int, *, name: object = "image") -> dict:
+def measure(
+    sr: np.ndarray, hr: np.ndarray, scale: int, *, grey: bool, name: object = "image"
+) -> dict:
     """The per-image numbers of the accuracy table (as ``evaluate_set`` and the audit compute
-    them); a ValueError names ``name`` (the HR file)."""
+    them); ``grey``: the HR image is stored with one channel. A ValueError names ``name``."""
     try:
-        sr_y, hr_y = measured_planes(sr, hr)
+        sr_y, hr_y = measured_planes(sr, hr, grey=grey)
         return {
             "psnr_y": psnr_y(sr_y, hr_y, scale),
             "ssim_y": ssim_y(sr_y, hr_y, scale),
@@ -126,7 +129,9 @@ def measure(sr: np.ndarray, hr: np.ndarray, scale: int, *, name: object = "image
 
 def measure_files(sr_path: str | Path, hr_path: str | Path, scale: int) -> dict:
     """:func:`measure` of a saved SR PNG against its prepared HR image (used by the audit)."""
-    return measure(read_image(sr_path), read_image(hr_path), scale, name=sr_path)
+    return measure(
+        read_image(sr_path), read_image(hr_path), scale, grey=stored_grey(hr_path), name=sr_path
+    )
 
 
 def check_sizes(hr_paths: list[Path], scale: int) -> None:
