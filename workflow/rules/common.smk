@@ -131,13 +131,19 @@ def report_tables():
     return [[t.title, f"{m}.{t.kind}", t.params, t.caption] for m, t in PLAN.tables]
 
 
+def made_input(ref, scale):
+    """One input of a method step: the training set, an outside file, or a model's weights."""
+    if ref == "@train":
+        return set_dir(TRAIN_SET, scale)
+    if ref.startswith("file:"):
+        return ref[len("file:") :].format(scale=scale)
+    return model_file(ref, scale)
+
+
 def made_inputs(w):
-    """The files a method step reads: model weights at the same scale, or the training set."""
+    """The files a method step reads (see litesr.methods.plan.MadeModel)."""
     _, model = PLAN.made[w.model]
-    return {
-        role: set_dir(TRAIN_SET, w.scale) if ref == "@train" else model_file(ref, w.scale)
-        for role, ref in model.inputs.items()
-    }
+    return {role: made_input(ref, w.scale) for role, ref in model.inputs.items()}
 
 
 def made_spec(w, input, output):

@@ -119,7 +119,10 @@ def collect(config: dict[str, Any], paths: Paths) -> WorkflowPlan:
         missing = [
             m
             for m in model.inputs.values()
-            if m != "@train" and m not in plan.trained and m not in plan.made
+            if m != "@train"
+            and not m.startswith("file:")
+            and m not in plan.trained
+            and m not in plan.made
         ]
         if missing:
             raise ConfigError(f"methods.{method_name}: model {model.name} needs unknown {missing}")

@@ -26,10 +26,11 @@ class TrainedModel:
 class MadeModel:
     """A model one of the method's steps makes from other models, at every scale.
 
-    ``inputs`` maps the step's keyword to a model name (its weights at the same scale) or to
-    ``"@train"`` (the prepared training set at that scale). ``params`` are the step's other
-    keyword arguments (JSON). The step also gets ``scale``, ``out``, ``log``, ``stages``
-    (a folder for resumable stage files) and ``device``.
+    ``inputs`` maps the step's keyword to a model name (its weights at the same scale), to
+    ``"@train"`` (the prepared training set at that scale) or to ``"file:<path>"`` (a file
+    outside the workflow; ``{scale}`` in the path is replaced by the scale). ``params`` are
+    the step's other keyword arguments (JSON). The step also gets ``scale``, ``out``,
+    ``log``, ``stages`` (a folder for resumable stage files) and ``device``.
     """
 
     name: str

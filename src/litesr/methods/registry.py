@@ -22,6 +22,7 @@ from typing import Any
 from litesr.methods.plan import Paths, Plan
 
 BUILT_IN = (
+    "litesr.methods.authors",
     "litesr.methods.ail",
     "litesr.methods.dipnet",
     "litesr.methods.drc",

@@ -26,11 +26,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 from safetensors import SafetensorError, safe_open
 
 from litesr.models import build
 from litesr.models.store import save_model
+from litesr.tsv import write_tsv
 
 VDSR_DEPTH = 20
 DIPNET_ARGS: dict[str, Any] = {
@@ -112,6 +114,32 @@ RELEASES: dict[str, Release] = {
         paper="DIPNet",
     ),
 }
+
+
+# Releases made of one file per scale, by the name the workflow gives the set of them.
+FAMILIES = {"ail_vdsr13_ail": "ail_vdsr13_ail_x{scale}", "dipnet": "dipnet_x{scale}"}
+
+
+def release_file(name: str) -> str:
+    """The file name of a release or family, ``{scale}`` standing for the scale."""
+    return FAMILIES.get(name, name) + ".safetensors"
+
+
+def release_at(name: str, scale: int) -> Release:
+    """The release (or the member of family ``name``) that serves ``scale``; a ValueError
+    names the scales it serves otherwise."""
+    key = FAMILIES.get(name, name).format(scale=scale)
+    if key in RELEASES and scale in RELEASES[key].scales:
+        return RELEASES[key]
+    if name not in RELEASES and name not in FAMILIES:
+        known = sorted({*RELEASES, *FAMILIES})
+        raise ValueError(f"unknown release {name!r}; known: {', '.join(known)}")
+    served = [s for s in (2, 3, 4) if FAMILIES.get(name, name).format(scale=s) in RELEASES]
+    served = [s for s in served if s in RELEASES[FAMILIES.get(name, name).format(scale=s)].scales]
+    raise ValueError(
+        f"the authors released {name!r} for scale(s) {served} only, not ×{scale}: "
+        f"leave it out of methods.authors.releases or leave ×{scale} out of scales"
+    )
 
 
 def get_release(name: str) -> Release:
@@ -205,6 +233,33 @@ def import_weights(release: str, reference_dir: Path, scale: int, out: Path) -> 
         "size": rel.size,
     }
     save_model(model, out, arch=rel.arch, args=args, meta=meta)
+    return Path(out)
+
+
+def import_release(
+    *,
+    release: str,
+    weights: Path,
+    scale: int,
+    out: Path,
+    log: Path,
+    stages: Path | None = None,
+    device: str = "cpu",
+) -> Path:
+    """The ``authors.import`` step: ``weights`` (the file of ``release`` at ``scale``) as the
+    model ``out``; ``log`` gets a one-row TSV naming the source and its SHA-256 (nothing is
+    trained). ``stages`` and ``device`` are accepted for the step interface and unused."""
+    rel = release_at(release, scale)
+    weights = Path(weights)
+    if weights.name != rel.file:
+        raise ValueError(f"{weights}: release {release!r} at ×{scale} is the file {rel.file}")
+    key = next(k for k, r in RELEASES.items() if r is rel)
+    import_weights(key, weights.parent, scale, out)
+    write_tsv(
+        pd.DataFrame([{"release": key, "source": str(weights), "sha256": sha256(weights)}]),
+        log,
+        float_format=None,
+    )
     return Path(out)
 
 
