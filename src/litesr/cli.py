@@ -122,6 +122,12 @@ def cmd_figures(a: argparse.Namespace) -> None:
     make_figure(a.kind, a.out, **a.inputs)
 
 
+def cmd_scorecard(a: argparse.Namespace) -> None:
+    from litesr.report.scorecard import write_scorecard
+
+    call_with_spec(write_scorecard, {**a.spec, "out": a.out}, "scorecard")
+
+
 def cmd_report(a: argparse.Namespace) -> None:
     from litesr.report.pdf import build_report
 
@@ -201,6 +207,11 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out", type=Path, required=True)
     s.add_argument("--inputs", type=_json, required=True, help="JSON keyword arguments")
     s.set_defaults(func=cmd_figures)
+
+    s = sub.add_parser("scorecard", help="the papers' claims: paper, authors' weights, ours")
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--spec", type=_json, required=True, help="JSON: claims, summary, cost, config")
+    s.set_defaults(func=cmd_scorecard)
 
     s = sub.add_parser("report", help="assemble reports/all.pdf")
     s.add_argument("--out", type=Path, required=True)

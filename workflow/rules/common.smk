@@ -5,6 +5,7 @@ import os
 
 from litesr.methods.collect import collect, enabled
 from litesr.methods.plan import Paths
+from litesr.report.provenance import config_hash
 
 
 DATA = config["data"]
@@ -164,3 +165,9 @@ METHOD_FIGURES = {figure.name: (method, figure) for method, figure in PLAN.figur
 
 def figure_of(w):
     return METHOD_FIGURES[w.figure][1]
+
+
+def config_label():
+    """The config's file name(s) and hash, as the scorecard names the run."""
+    names = ", ".join(os.path.basename(f) for f in workflow.configfiles) or "--config"
+    return f"{names} (sha256 {config_hash(config)[:12]})"

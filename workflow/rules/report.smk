@@ -69,6 +69,35 @@ rule figure_crops:
         "litesr --quiet --log-file {log} figure crops --inputs {params.inputs} --out {output}"
 
 
+rule scorecard:
+    conda:
+        "../../envs/litesr.yaml"
+    input:
+        summary="results/tables/psnr_ssim.tsv",
+        cost="results/tables/cost.tsv",
+    output:
+        report(
+            "results/tables/scorecard.tsv",
+            caption="../report/scorecard.rst",
+            category="Scorecard",
+        ),
+    params:
+        spec=lambda w, input: as_json(
+            {
+                "claims": PLAN.claims,
+                "summary": input.summary,
+                "cost": input.cost,
+                "config": config_label(),
+            }
+        ),
+    log:
+        "logs/scorecard.log",
+    benchmark:
+        "benchmarks/out/scorecard.tsv"
+    shell:
+        "litesr --quiet --log-file {log} scorecard --spec {params.spec} --out {output}"
+
+
 rule audit:
     conda:
         "../../envs/litesr.yaml"
@@ -80,10 +109,13 @@ rule audit:
         ),
         data=lambda w: [set_dir(s, scale) for scale in SCALES for s in TEST_SETS],
         summary="results/tables/psnr_ssim.tsv",
+        cost="results/tables/cost.tsv",
+        scorecard="results/tables/scorecard.tsv",
     output:
         "reports/audit.ipynb",
     params:
         per_image=lambda w, input: as_json(list(input.per_image)),
+        claims=lambda w: as_json(PLAN.claims),
         # Functions, so that Snakemake does not take the braces for wildcards.
         sr_pattern=lambda w: "results/sr/{model}/x{scale}/{set}",
         hr_pattern=lambda w: os.path.join(set_dir("{set}", "{scale}"), "HR"),
@@ -97,6 +129,7 @@ rule audit:
         "papermill --log-output --kernel python3 {input.notebook} {params.tmp}"
         " -p per_image_json {params.per_image} -p summary_tsv {input.summary}"
         " -p sr_dir_pattern '{params.sr_pattern}' -p hr_dir_pattern '{params.hr_pattern}'"
+        " -p cost_tsv {input.cost} -p scorecard_tsv {input.scorecard} -p claims_json {params.claims}"
         " -p workers {threads}"
         " 2> {log} && mv {params.tmp} {output}"
 
@@ -108,6 +141,7 @@ rule report:
         summary="results/tables/psnr_ssim.tsv",
         cost="results/tables/cost.tsv",
         catalog="results/tables/models.tsv",
+        scorecard="results/tables/scorecard.tsv",
         figures=lambda w: [png for _, png, _ in report_figures()],
         audit="reports/audit.ipynb",
     output:
@@ -119,6 +153,7 @@ rule report:
                 "summary": input.summary,
                 "cost": input.cost,
                 "catalog": input.catalog,
+                "scorecard": input.scorecard,
                 "figures": report_figures(),
                 "tables": report_tables(),
             }

@@ -12,6 +12,7 @@ import torch
 from litesr.methods.plan import Figure, MadeModel, Paths, Table, TrainedModel
 from litesr.methods.registry import Method, methods
 from litesr.models import build
+from litesr.report.scorecard import load_claims, resolve
 from litesr.train.spec import TrainSpec
 
 RESERVED_NAMES = ("bicubic",)
@@ -32,6 +33,7 @@ class WorkflowPlan:
     figures: list[tuple[str, Figure]] = field(default_factory=list)
     tables: list[tuple[str, Table]] = field(default_factory=list)
     rules: list[Path] = field(default_factory=list)
+    claims: list[dict[str, Any]] = field(default_factory=list)
 
     def add_model(self, name: str, where: str) -> None:
         if name in RESERVED_NAMES:
@@ -82,6 +84,7 @@ def collect(config: dict[str, Any], paths: Paths) -> WorkflowPlan:
     """The plan of the whole workflow; a ``ConfigError`` names the first wrong key."""
     check_sets(config, paths)
     plan = WorkflowPlan()
+    claimed = []
     for name, spec in config["models"].items():
         where = f"models.{name}"
         plan.add_model(name, where)
@@ -115,6 +118,8 @@ def collect(config: dict[str, Any], paths: Paths) -> WorkflowPlan:
         plan.tables += [(method_name, table) for table in method_plan.tables]
         if method.rules:
             plan.rules.append(method.rules)
+        if method.claims:
+            claimed.append((load_claims(method.claims), method_plan.roles))
     for method_name, model in plan.made.values():
         missing = [
             m
@@ -126,4 +131,6 @@ def collect(config: dict[str, Any], paths: Paths) -> WorkflowPlan:
         ]
         if missing:
             raise ConfigError(f"methods.{method_name}: model {model.name} needs unknown {missing}")
+    for doc, roles in claimed:
+        plan.claims += resolve(doc, roles, plan.reported, paths.test_sets)
     return plan

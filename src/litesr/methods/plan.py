@@ -65,10 +65,14 @@ class Table:
 
 @dataclass(frozen=True)
 class Plan:
+    """What a method adds; ``roles`` names the models its claims (``claims.yaml``) are about:
+    a role → this run's model names (several: seeds, averaged in the scorecard)."""
+
     trained: list[TrainedModel] = field(default_factory=list)
     made: list[MadeModel] = field(default_factory=list)
     figures: list[Figure] = field(default_factory=list)
     tables: list[Table] = field(default_factory=list)
+    roles: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,7 @@ class Paths:
         return f"results/data/{set_name}/x{scale}"
 
     summary = "results/tables/psnr_ssim.tsv"
+    scorecard = "results/tables/scorecard.tsv"
     cost = "results/tables/cost.tsv"
     catalog = "results/tables/models.tsv"
 

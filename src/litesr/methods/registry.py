@@ -3,7 +3,9 @@
 A method is a package (``litesr.methods.<name>``, or any importable module) exposing
 ``METHOD``, a :class:`Method`: its name, the JSON schema of its config section, a ``plan``
 function (config section → :class:`~litesr.methods.plan.Plan`) and its entry points:
-``steps`` (called by ``litesr run``), ``figures`` and ``tables`` (called by the report).
+``steps`` (called by ``litesr run``), ``figures`` and ``tables`` (called by the report),
+and optionally a rules file and the paper's claims (``claims.yaml``, see
+:mod:`litesr.report.scorecard`).
 
 Methods are found in the built-in list, in the ``litesr.methods`` entry-point group of
 installed packages, and in the colon-separated module names of ``LITESR_METHODS``.
@@ -42,6 +44,7 @@ class Method:
     figures: dict[str, Callable[..., Path] | str] = field(default_factory=dict)
     tables: dict[str, Callable[..., Any] | str] = field(default_factory=dict)
     rules: Path | None = None
+    claims: Path | None = None
 
 
 def _modules() -> list[str]:

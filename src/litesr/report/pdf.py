@@ -18,6 +18,7 @@ import yaml
 from litesr.atomic import atomic_path
 from litesr.methods.registry import entry
 from litesr.report.provenance import provenance
+from litesr.report.scorecard import for_print as scorecard_for_print
 from litesr.report.tables import accuracy_for_print, cost_for_print, typeset
 
 TEMPLATE = Path(__file__).with_name("templates") / "report.typ"
@@ -48,8 +49,8 @@ def build_report(out: Path, spec: dict[str, Any]) -> Path:
 
     ``spec`` keys: ``config`` (the workflow configuration), ``summary`` (per-set PSNR/SSIM
     TSV), ``cost`` (cost TSV), ``catalog`` (each model's method, variant and size),
-    ``tables`` (methods' tables: ``[title, "<method>.<kind>", params, caption]``) and
-    ``figures`` (``[title, png, caption]``).
+    ``tables`` (methods' tables: ``[title, "<method>.<kind>", params, caption]``),
+    ``figures`` (``[title, png, caption]``) and ``scorecard`` (the claims TSV, first page).
     """
     summary, cost, catalog = (
         pd.read_csv(spec[k], sep="\t") for k in ("summary", "cost", "catalog")
@@ -64,6 +65,9 @@ def build_report(out: Path, spec: dict[str, Any]) -> Path:
         tables.append({"title": title, "table": typeset(frame, caption)})
     data = {
         "methods": ", ".join(sorted(config.get("methods", {}))) or "no method enabled",
+        "scorecard": scorecard_for_print(
+            pd.read_csv(spec["scorecard"], sep="\t", keep_default_na=False, na_values=[""])
+        ),
         "how": HOW,
         "provenance": {k: str(v) for k, v in info.items()},
         "accuracy": accuracy_for_print(summary),

@@ -2,10 +2,10 @@
 
 ``fit`` trains a :class:`~litesr.train.objectives.Task`: the student plus whatever extra
 trainable parts a method adds (one optimiser sees them all) and frozen parts (a teacher).
-Each step samples a batch, calls ``task.loss``, steps the optimiser, then
-``task.after_step``. Every ``checkpoint_every`` steps the run is checkpointed (see
-``litesr.train.checkpoint``), so a killed run restarts where it stopped and ends with the
-same weights as an uninterrupted one.
+Each step samples a batch ``(lr, hr, *extras)``, calls ``task.loss`` on it, steps the
+optimiser, then ``task.after_step``. Every ``checkpoint_every`` steps the run is checkpointed
+(see ``litesr.train.checkpoint``), so a killed run restarts where it stopped and ends with
+the same weights as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from litesr.device import resolve_device
 from litesr.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from litesr.train.objectives import Task
-from litesr.train.patches import PatchSampler
+from litesr.train.patches import Sampler
 from litesr.train.spec import TrainSpec
 from litesr.tsv import write_tsv
 
@@ -69,7 +69,7 @@ def _write_log(rows: list[dict], path: Path) -> None:
 
 def fit(
     task: Task,
-    sampler: PatchSampler,
+    sampler: Sampler,
     spec: TrainSpec,
     *,
     checkpoint: Path,
@@ -135,10 +135,9 @@ def fit(
         mininterval=1.0,
     )
     for step in bar:
-        lr_b, hr_b = sampler.sample(spec.batch_size, gen)
-        lr_b, hr_b = lr_b.to(dev, non_blocking=True), hr_b.to(dev, non_blocking=True)
+        batch = [t.to(dev, non_blocking=True) for t in sampler.sample(spec.batch_size, gen)]
         with torch.autocast(dev.type, enabled=use_amp):
-            loss, extras = task.loss(lr_b, hr_b)
+            loss, extras = task.loss(*batch)
         value = float(loss.detach())
         if not math.isfinite(value):
             raise TrainingDiverged(

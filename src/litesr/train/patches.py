@@ -1,4 +1,5 @@
-"""Random training patches from HR/LR pairs held in memory as uint8."""
+"""Training batches: random patches of HR/LR pairs held in memory as uint8, or a fixed set
+of patches extracted once (with any per-patch tensors a method stores beside them)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -13,6 +15,15 @@ import torch
 from litesr.data.images import list_images, read_image
 
 log = logging.getLogger(__name__)
+
+
+class Sampler(Protocol):
+    """What ``fit`` draws batches from: ``sample`` returns ``(lr, hr, *extras)`` (the task's
+    ``loss`` arguments) from the generator alone; ``key`` names the content for checkpoints."""
+
+    key: str
+
+    def sample(self, batch_size: int, gen: torch.Generator) -> tuple[torch.Tensor, ...]: ...
 
 
 @dataclass(frozen=True)
@@ -86,6 +97,54 @@ class PatchSampler:
             lrs.append(lr)
             hrs.append(hr)
         return _to_tensor(np.stack(lrs)), _to_tensor(np.stack(hrs))
+
+
+def extract_patches(
+    sampler: PatchSampler, count: int, seed: int, chunk: int = 1024
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``count`` patches drawn once by ``sampler`` from a generator seeded with ``seed`` (its
+    flips and rotations included), as uint8 ``(lr, hr)`` tensors N×3×p×p and N×3×sp×sp."""
+    gen = torch.Generator().manual_seed(seed)
+    lrs, hrs = [], []
+    for start in range(0, count, chunk):
+        lr, hr = sampler.sample(min(chunk, count - start), gen)
+        lrs.append(_to_uint8(lr))
+        hrs.append(_to_uint8(hr))
+    return torch.cat(lrs), torch.cat(hrs)
+
+
+class FixedPatchSampler:
+    """Batches drawn uniformly, with replacement, from a fixed set of uint8 patches, as the
+    authors' pre-extracted HDF5 files are used; ``extras`` are float tensors with one row per
+    patch (a teacher's outputs) returned after ``(lr, hr)``. No augmentation at draw time:
+    the set already holds the flips and rotations it was extracted with."""
+
+    def __init__(
+        self,
+        lr: torch.Tensor,
+        hr: torch.Tensor,
+        extras: Sequence[torch.Tensor] = (),
+        key: str = "",
+    ) -> None:
+        if any(len(t) != len(lr) for t in (hr, *extras)) or not len(lr):
+            raise ValueError("a fixed patch set needs the same number (> 0) of lr, hr and extras")
+        self.lr, self.hr, self.extras, self.key = lr, hr, list(extras), key
+
+    def __len__(self) -> int:
+        return len(self.lr)
+
+    def sample(self, batch_size: int, gen: torch.Generator) -> tuple[torch.Tensor, ...]:
+        """``(lr, hr, *extras)`` of ``batch_size`` patches; lr and hr as floats in [0, 1]."""
+        index = torch.randint(len(self.lr), (batch_size,), generator=gen)
+        return (
+            self.lr[index].float().div_(255),
+            self.hr[index].float().div_(255),
+            *(t[index] for t in self.extras),
+        )
+
+
+def _to_uint8(batch: torch.Tensor) -> torch.Tensor:
+    return batch.mul(255).round_().to(torch.uint8)
 
 
 def _augment(img: np.ndarray, flip: int, rot: int) -> np.ndarray:

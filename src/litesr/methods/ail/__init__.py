@@ -1,8 +1,10 @@
 """AIL: adaptive importance learning (Zhang et al., IJCV 2020), on the shared pieces.
 
-For every student width and scale, a plainly pre-trained VDSR student
-(``ail-w<W>-pretrain``, made by the shared ``train`` rule) is the common start of the
-variants, each trained for the same rounds and steps (equal budget):
+For every student width and scale, a plainly pre-trained VDSR student is the common start
+of the variants: ``ail-w<W>-pretrain``, made by the shared ``train`` rule from ``pretrain``,
+or the existing model named by ``start`` (e.g. the authors' ``authors-ail_vdsr13_plain``).
+Each variant is trained for the same rounds and steps (equal budget), on the same fixed
+patch set when ``patches`` is given (the teacher's outputs then computed once per patch):
 
 - ``plain``: every pixel has weight 1;
 - ``ail``: teacher-initialised importance, then the growing λ_r (see ``importance``);
@@ -20,6 +22,7 @@ from typing import Any
 
 from litesr.methods.ail.importance import VARIANTS, AILTask, Importance
 from litesr.methods.ail.rounds import round_files, train_rounds
+from litesr.methods.authors import model_spec
 from litesr.methods.plan import Figure, MadeModel, Paths, Plan, Table, TrainedModel
 from litesr.methods.registry import Method
 
@@ -31,17 +34,35 @@ def student(width: int, variant: str) -> str:
     return f"ail-w{width}-{variant}"
 
 
-def plan(section: dict[str, Any], config: dict[str, Any], paths: Paths) -> Plan:
-    """Pre-trained students, the variants' rounds, the figures and the table."""
-    teacher = section["teacher"]
-    spec = config["models"].get(teacher)
-    if spec is None or spec["arch"] != "vdsr":
+def vdsr_args(config: dict[str, Any], key: str, name: str) -> dict[str, Any]:
+    """The args of the vdsr model ``name`` (of ``models`` or an imported authors' model); a
+    ValueError naming ``key`` otherwise."""
+    spec = config["models"].get(name)
+    found = (spec["arch"], spec.get("args", {})) if spec else model_spec(config, name)
+    if found is None or found[0] != "vdsr":
         raise ValueError(
-            f"ail.teacher: {teacher!r} must name a vdsr model of `models` "
-            f"(got {spec['arch'] if spec else 'no such model'})"
+            f"{key}: {name!r} must name a vdsr model of `models` or of methods.authors.releases "
+            f"(got {found[0] if found else 'no such model'})"
         )
-    depth = spec.get("args", {}).get("depth", 20)
+    return {"width": 64, "depth": 20, **found[1]}  # VDSR's defaults, then the model's args
+
+
+def plan(section: dict[str, Any], config: dict[str, Any], paths: Paths) -> Plan:
+    """Pre-trained students (unless ``start`` names one), the variants' rounds, the figures
+    and the table."""
+    teacher, start = section["teacher"], section.get("start")
+    depth = vdsr_args(config, "ail.teacher", teacher)["depth"]
     widths, variants, rounds = section["widths"], section["variants"], section["rounds"]
+    if start is not None:
+        if "pretrain" in section:
+            raise ValueError("ail.pretrain: leave it out when ail.start names the starting model")
+        width = vdsr_args(config, "ail.start", start)["width"]
+        if widths != [width]:
+            raise ValueError(
+                f"ail.widths: {widths} must be [{width}], the width of ail.start {start!r}"
+            )
+    elif "pretrain" not in section:
+        raise ValueError("ail.pretrain: required unless ail.start names the starting model")
     Importance.from_dict(section.get("importance", {}))
     maps = section["maps"]
     width0, scale0 = maps.get("width", widths[0]), paths.scales[0]
@@ -60,13 +81,14 @@ def plan(section: dict[str, Any], config: dict[str, Any], paths: Paths) -> Plan:
             meta={"method": "ail", "variant": "pretrain", "size": w},
         )
         for w in widths
+        if start is None
     ]
     made = [
         MadeModel(
             name=student(w, v),
             step="rounds",
             inputs={
-                "init": student(w, "pretrain"),
+                "init": start or student(w, "pretrain"),
                 "data": "@train",
                 **({"teacher": teacher} if v == "ail" else {}),
             },
@@ -76,6 +98,7 @@ def plan(section: dict[str, Any], config: dict[str, Any], paths: Paths) -> Plan:
                 "recipe": recipe,
                 "importance": section.get("importance", {}),
                 "size": w,
+                **({"patches": section["patches"]} if "patches" in section else {}),
             },
         )
         for w in widths
@@ -126,8 +149,11 @@ def plan(section: dict[str, Any], config: dict[str, Any], paths: Paths) -> Plan:
         Table(
             title="AIL: teacher, plain and AIL students",
             kind="table",
-            params={"teacher": teacher},
-            caption="Students at equal budget; the gain row is AIL − plain.",
+            params={"teacher": teacher, **({"start": start} if start else {})},
+            caption="Plain and AIL students trained from the pre-trained one at equal budget. "
+            "Gain AIL − pretrained is the authors' protocol (it includes the extra training of "
+            "the rounds); gain AIL − plain is ours, at equal budget (stricter). Where the "
+            "authors' students are imported, their own AIL − pretrained gain is shown too.",
         )
     ]
     return Plan(trained=trained, made=made, figures=figures, tables=tables)

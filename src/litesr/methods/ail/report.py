@@ -19,6 +19,7 @@ from litesr.data.images import read_image  # noqa: E402
 from litesr.data.resize_torch import upsample_bicubic  # noqa: E402
 from litesr.methods.ail.importance import AILTask, Importance  # noqa: E402
 from litesr.methods.ail.rounds import round_files  # noqa: E402
+from litesr.methods.authors import model_name  # noqa: E402
 from litesr.models.store import load_model  # noqa: E402
 from litesr.report.figures import save  # noqa: E402
 
@@ -103,12 +104,19 @@ def round_curves(logs: list[str], labels: list[str], out: str) -> Path:
 
 
 def ail_rows(
-    summary: pd.DataFrame, cost: pd.DataFrame, catalog: pd.DataFrame, teacher: str
+    summary: pd.DataFrame,
+    cost: pd.DataFrame,
+    catalog: pd.DataFrame,
+    teacher: str,
+    start: str | None = None,
 ) -> pd.DataFrame:
     """Accuracy and cost of the AIL teacher and students, with width and variant columns
-    taken from each model file's metadata."""
+    taken from each model file's metadata; ``start`` (a model the students started from
+    instead of ``ail-w<W>-pretrain``) is their "pretrain" variant."""
     info = catalog[["model", "scale", "method", "variant", "size"]].copy()
     info.loc[info.model == teacher, ["method", "variant"]] = ["ail", "teacher"]
+    if start is not None:
+        info.loc[info.model == start, ["method", "variant"]] = ["ail", "pretrain"]
     info = info[info.method == "ail"].rename(columns={"size": "width"})
     rows = summary.merge(info.drop(columns="method"), on=["model", "scale"])
     return rows.merge(
@@ -151,36 +159,62 @@ def width_figure(summary: str, cost: str, catalog: str, teacher: str, out: str) 
     return save(grid.figure, out)
 
 
+AUTHORS_PLAIN, AUTHORS_AIL = model_name("ail_vdsr13_plain"), model_name("ail_vdsr13_ail")
+
+
 def ail_table(
-    summary: pd.DataFrame, cost: pd.DataFrame, catalog: pd.DataFrame, teacher: str
+    summary: pd.DataFrame,
+    cost: pd.DataFrame,
+    catalog: pd.DataFrame,
+    teacher: str,
+    start: str | None = None,
 ) -> pd.DataFrame:
-    """Rows: teacher, then each width's variants and the AIL − plain gain; columns: params,
-    MACs and PSNR / SSIM per set and scale."""
-    rows = ail_rows(summary, cost, catalog, teacher)
-    rows["column"] = rows.set + " ×" + rows.scale.astype(str)
-    rows["cell"] = rows.psnr_y.map("{:.2f}".format) + " / " + rows.ssim_y.map("{:.4f}".format)
-    cells = rows.pivot_table(index="model", columns="column", values="cell", aggfunc="first")
-    psnr = rows.pivot_table(index="model", columns="column", values="psnr_y")
-    info = rows.groupby("model")[["width", "variant", "params", "macs_720p_G"]].first()
+    """Rows: teacher, then each width's variants and two gains, AIL − pretrained (the
+    authors' protocol) and AIL − plain (equal budget); then, when the authors' width-13
+    students are in ``summary``, their AIL student and their own AIL − pretrained gain.
+    Columns: params, MACs and PSNR / SSIM per set and scale."""
+    rows = ail_rows(summary, cost, catalog, teacher, start)
+    measured = summary.merge(
+        cost[["model", "scale", "params", "macs_720p_G"]], on=["model", "scale"], how="left"
+    )
+    measured["column"] = measured.set + " ×" + measured.scale.astype(str)
+    measured["cell"] = (
+        measured.psnr_y.map("{:.2f}".format) + " / " + measured.ssim_y.map("{:.4f}".format)
+    )
+    cells = measured.pivot_table(index="model", columns="column", values="cell", aggfunc="first")
+    psnr = measured.pivot_table(index="model", columns="column", values="psnr_y")
+    cost_of = measured.groupby("model")[["params", "macs_720p_G"]].first()
+    info = rows.groupby("model")[["width", "variant"]].first()
+
+    def row(model: str) -> dict[str, str]:
+        return {
+            "params": f"{int(cost_of.params[model]):,}",
+            "MACs_720p_G": f"{cost_of.macs_720p_G[model]:.2f}",
+            **cells.loc[model].to_dict(),
+        }
+
+    def gain(better: str, base: str) -> dict[str, str]:
+        return (psnr.loc[better] - psnr.loc[base]).map("{:+.2f} dB".format).to_dict()
+
     out: dict[str, dict] = {}
     if teacher in info.index:
-        out[f"{teacher} (VDSR teacher)"] = _row(info.loc[teacher], cells.loc[teacher])
+        out[f"{teacher} (VDSR teacher)"] = row(teacher)
     students = info[info.variant != "teacher"]
     for width, group in students.groupby("width"):
+        w = f"w{int(width)}"
         by_variant = dict(zip(group.variant, group.index, strict=True))
         for variant in ("pretrain", "plain", "ail", "noteacher"):
             if variant in by_variant:
                 model = by_variant[variant]
-                out[f"w{int(width)} {variant}"] = _row(info.loc[model], cells.loc[model])
+                label = f"pretrained: {model}" if model == start else variant
+                out[f"{w} {label}"] = row(model)
+        if {"pretrain", "ail"} <= set(by_variant):
+            out[f"{w} gain ail−pretrained"] = gain(by_variant["ail"], by_variant["pretrain"])
         if {"plain", "ail"} <= set(by_variant):
-            gain = psnr.loc[by_variant["ail"]] - psnr.loc[by_variant["plain"]]
-            out[f"w{int(width)} gain ail−plain"] = gain.map("{:+.2f} dB".format).to_dict()
+            out[f"{w} gain ail−plain"] = gain(by_variant["ail"], by_variant["plain"])
+    if {AUTHORS_PLAIN, AUTHORS_AIL} <= set(psnr.index):
+        if start != AUTHORS_PLAIN:
+            out[f"authors' pretrained: {AUTHORS_PLAIN}"] = row(AUTHORS_PLAIN)
+        out[f"authors' ail: {AUTHORS_AIL}"] = row(AUTHORS_AIL)
+        out["authors' gain ail−pretrained"] = gain(AUTHORS_AIL, AUTHORS_PLAIN)
     return pd.DataFrame.from_dict(out, orient="index").fillna("")
-
-
-def _row(info: pd.Series, cells: pd.Series) -> dict:
-    return {
-        "params": f"{int(info.params):,}",
-        "MACs_720p_G": f"{info.macs_720p_G:.2f}",
-        **cells.to_dict(),
-    }

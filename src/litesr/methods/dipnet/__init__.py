@@ -176,7 +176,14 @@ def plan(section: dict[str, Any], config: dict[str, Any], paths: Paths) -> Plan:
             "the dashed line joins the Pareto-optimal models.",
         )
     ]
-    return Plan(trained=trained, made=made, figures=figures, tables=tables)
+    roles = {stage: [model(stage)] for stage in ("ehr", "anchors", "reparam", "pruned")}
+    roles |= {
+        "alone": [m.name for m in trained],
+        "progressive": [model("progressive")],
+        "teacher": [teacher],
+        **({"official": [model("official")]} if official else {}),
+    }
+    return Plan(trained=trained, made=made, figures=figures, tables=tables, roles=roles)
 
 
 METHOD = Method(
@@ -192,4 +199,5 @@ METHOD = Method(
     },
     figures={"scatter": "litesr.methods.dipnet.report:scatter"},
     tables={"ablation": "litesr.methods.dipnet.report:ablation_table"},
+    claims=Path(__file__).with_name("claims.yaml"),
 )

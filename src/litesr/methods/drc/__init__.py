@@ -131,7 +131,11 @@ def plan(section: dict[str, Any], config: dict[str, Any], paths: Paths) -> Plan:
             "PSNR over the seeds. DRC − L1 is a win only where it exceeds that spread.",
         )
     ]
-    return Plan(made=made, figures=figures, tables=tables)
+    roles = {"primal": [section["primal"]], "dual": [PRIMAL]}
+    for ratio in ratios:
+        roles[f"drc-{tag(ratio)}"] = [drc_name(ratio)]
+        roles[f"l1-{tag(ratio)}"] = [l1_name(ratio, s) for s in seeds]
+    return Plan(made=made, figures=figures, tables=tables, roles=roles)
 
 
 METHOD = Method(
@@ -141,4 +145,5 @@ METHOD = Method(
     steps={"primal": train_primal, "drc": drc_compress, "l1": l1_compress},
     figures={"widths": "litesr.methods.drc.report:widths_figure"},
     tables={"table": "litesr.methods.drc.report:drc_table"},
+    claims=Path(__file__).with_name("claims.yaml"),
 )

@@ -101,7 +101,12 @@ def plan(section: dict[str, Any], config: dict[str, Any], paths: Paths) -> Plan:
             "table); the gain row is MemSR initialisation − random initialisation.",
         )
     ]
-    return Plan(trained=trained, made=made, figures=figures, tables=tables)
+    roles = {
+        "teacher": [teacher],
+        "plain-teacher": [PLAIN_TEACHER],
+        **{v: [student(width, v)] for v in ("memsr", "random", "residual")},
+    }
+    return Plan(trained=trained, made=made, figures=figures, tables=tables, roles=roles)
 
 
 METHOD = Method(
@@ -111,4 +116,5 @@ METHOD = Method(
     steps={"convert": convert_teacher, "student": train_student},
     figures={"memory": "litesr.methods.memsr.report:memory_figure"},
     tables={"table": "litesr.methods.memsr.report:memsr_table"},
+    claims=Path(__file__).with_name("claims.yaml"),
 )

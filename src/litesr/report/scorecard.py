@@ -1,0 +1,246 @@
+"""The replication scorecard: each paper's claims, with the paper's number, the authors'
+released weights under our evaluation, our own training, and a verdict.
+
+A method lists its claims in ``claims.yaml`` beside its schema. A claim names a metric on a
+set and scale and the models whose difference (or value) it is about, by *role*: the
+method's plan maps roles to this run's model names (:attr:`litesr.methods.plan.Plan.roles`);
+a role given several models (seeds) is their mean, and their max − min is the seed spread.
+The ``authors`` models are roles too, or model names (``authors-…``, imported by the
+``authors`` method). Kinds of claim and their verdicts (``effect`` = ours, ``p`` = paper):
+
+- ``gain``: p (or, with no number, the sign of ``expect``) says which way a change goes.
+  *reproduced*: same sign and at least half the size (any size when the paper gives no
+  number); *sign only*: same sign, smaller; *not reproduced*: the other sign; *not shown*:
+  within the seed spread.
+- ``at_least``: the change is no worse than p − ``tolerance`` (e.g. a pruning loss).
+- ``parity``: the change (or value) is within ``tolerance`` of p.
+- a claim with no model of ours in this run (or no row for its set and scale) is *not run*.
+
+PSNR/SSIM changes are in dB / SSIM units; cost changes are relative, in %.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from litesr.tsv import write_tsv
+
+ACCURACY = {"psnr_y": "dB", "ssim_y": "SSIM", "psnr_rgb": "dB"}
+COST = {
+    "params": "params",
+    "macs_256_G": "GMACs",
+    "macs_720p_G": "GMACs",
+    "cpu_latency_ms": "ms",
+    "cpu_inference_MiB": "MiB",
+}
+KINDS = ("gain", "at_least", "parity")
+FIELDS = {"id", "claim", "source", "metric", "set", "scale", "kind", "paper", "expect",
+          "tolerance", "ours", "authors"}  # fmt: skip
+COLUMNS = [
+    "paper_name", "id", "claim", "source", "paper_set", "set", "scale", "metric", "unit", "paper",
+    "expect",
+    "authors", "ours", "spread", "verdict", "ours_models", "authors_models",
+]  # fmt: skip
+
+
+def load_claims(path: Path) -> dict[str, Any]:
+    """A method's ``claims.yaml`` (``paper``: the paper's name, ``claims``: a list), checked;
+    a ValueError names the file and the claim."""
+    doc = yaml.safe_load(Path(path).read_text())
+    if not isinstance(doc, dict) or not isinstance(doc.get("claims"), list):
+        raise ValueError(f"{path}: needs `paper` and a list `claims`")
+    for claim in doc["claims"]:
+        where = f"{path}: claim {claim.get('id', '?')!r}"
+        extra = sorted(set(claim) - FIELDS)
+        if extra:
+            raise ValueError(f"{where}: unknown key(s) {extra}")
+        if claim.get("metric") not in {**ACCURACY, **COST}:
+            raise ValueError(f"{where}: metric must be one of {[*ACCURACY, *COST]}")
+        if claim.get("kind", "gain") not in KINDS:
+            raise ValueError(f"{where}: kind must be one of {KINDS}")
+        if claim.get("paper") is None and (
+            claim.get("kind", "gain") != "gain" or claim.get("expect") not in (1, -1)
+        ):
+            raise ValueError(
+                f"{where}: a claim without a paper number is a gain with `expect` 1 or -1"
+            )
+        for key in ("ours", "authors"):
+            if len(claim.get(key, [])) > 2:
+                raise ValueError(f"{where}: `{key}` lists one model (a value) or two (a − b)")
+        if not claim.get("ours") and not claim.get("authors"):
+            raise ValueError(f"{where}: needs `ours` or `authors`")
+    return doc
+
+
+def resolve(
+    doc: dict[str, Any], roles: dict[str, list[str]], models: list[str], test_sets: list[str]
+) -> list[dict[str, Any]]:
+    """The claims with roles replaced by this run's model names (empty where a role or an
+    authors' model is not in the run) and the set by the first test set where the paper's
+    is not one of the run's (noted in the row)."""
+    rows = []
+    for claim in doc["claims"]:
+        ours = [roles.get(role, []) for role in claim.get("ours", [])]
+        authors = [roles.get(m) or ([m] if m in models else []) for m in claim.get("authors", [])]
+        set_name = claim.get("set", test_sets[0])
+        rows.append(
+            {
+                **claim,
+                "paper_name": doc["paper"],
+                "set": set_name if set_name in test_sets else test_sets[0],
+                "paper_set": set_name,
+                "ours": ours if all(ours) else [],
+                "authors": authors if authors and all(authors) else [],
+            }
+        )
+    return rows
+
+
+def _values(models: list[str], claim: dict, summary: pd.DataFrame, cost: pd.DataFrame):
+    """The claim's metric for each model (NaN where there is no row)."""
+    metric, scale = claim["metric"], int(claim["scale"])
+    if metric in ACCURACY:
+        table, keys = summary, {"set": claim["set"], "scale": scale}
+    else:
+        table, keys = cost, {"scale": scale}
+    rows = table[(table[list(keys)] == pd.Series(keys)).all(axis=1)].set_index("model")[metric]
+    return np.array([float(rows.get(m, math.nan)) for m in models])
+
+
+def effect(groups: list[list[str]], claim: dict, summary, cost) -> tuple[float, float]:
+    """(our number, seed spread): the value of a, or a − b (relative % for cost metrics)."""
+    if not groups:
+        return math.nan, math.nan
+    values = [_values(models, claim, summary, cost) for models in groups]
+    spread = max(float(np.ptp(v)) if len(v) > 1 else 0.0 for v in values)
+    means = [float(np.mean(v)) for v in values]
+    if len(means) == 1:
+        return means[0], spread
+    a, b = means
+    if claim["metric"] in COST:
+        return 100.0 * (a / b - 1.0), 100.0 * spread / b
+    return a - b, spread
+
+
+def verdict(claim: dict, value: float, spread: float) -> str:
+    """The verdict on one number (see the module docstring)."""
+    if math.isnan(value):
+        return "not run"
+    kind, paper, tol = claim.get("kind", "gain"), claim.get("paper"), claim.get("tolerance", 0)
+    if kind == "parity":
+        return "reproduced" if abs(value - paper) <= tol else "not reproduced"
+    if kind == "at_least":
+        return "reproduced" if value >= paper - tol else "not reproduced"
+    if spread and abs(value) <= spread:
+        return "not shown (within seed spread)"
+    sign = math.copysign(1, paper) if paper else claim["expect"]
+    if value * sign <= 0:
+        return "not reproduced"
+    return "reproduced" if paper is None or abs(value) >= abs(paper) / 2 else "sign only"
+
+
+def score(claims: list[dict], summary: pd.DataFrame, cost: pd.DataFrame) -> pd.DataFrame:
+    """One row per claim: the paper's number, the authors', ours, the spread and the verdict
+    (on ours; on the authors' weights where the claim has no model of ours)."""
+    rows = []
+    for claim in claims:
+        ours, spread = effect(claim["ours"], claim, summary, cost)
+        authors, _ = effect(claim["authors"], claim, summary, cost)
+        on_authors = not claim["ours"] and claim["authors"]
+        judged = verdict(claim, authors, 0.0) if on_authors else verdict(claim, ours, spread)
+        if on_authors and judged != "not run":
+            judged += " (authors' weights)"
+        unit = ACCURACY.get(claim["metric"]) or (
+            "%" if len(claim["ours"] or claim["authors"]) == 2 else COST[claim["metric"]]
+        )
+        rows.append(
+            {
+                "paper_name": claim["paper_name"],
+                "id": claim["id"],
+                "claim": claim["claim"],
+                "source": claim.get("source", ""),
+                "paper_set": claim["paper_set"],
+                "set": claim["set"],
+                "scale": int(claim["scale"]),
+                "metric": claim["metric"],
+                "unit": unit,
+                "paper": claim.get("paper"),
+                "expect": claim.get("expect", 0),
+                "authors": authors,
+                "ours": ours,
+                "spread": spread,
+                "verdict": judged,
+                "ours_models": " − ".join("+".join(g) for g in claim["ours"]),
+                "authors_models": " − ".join("+".join(g) for g in claim["authors"]),
+            }
+        )
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def evidence(row: pd.Series) -> str:
+    """The per-image TSVs an accuracy row of ours comes from (the cost table otherwise)."""
+    models = [m for part in row["ours_models"].split(" − ") for m in part.split("+") if m]
+    if row["metric"] not in ACCURACY:
+        return "results/tables/cost.tsv" if models else ""
+    return " ".join(f"results/eval/{m}/x{row['scale']}/{row['set']}.tsv" for m in models)
+
+
+def write_scorecard(
+    *, claims: list[dict], summary: Path, cost: Path, out: Path, config: str
+) -> pd.DataFrame:
+    """:func:`score` from the summary and cost TSVs, with each row's evidence (its per-image
+    TSVs) and ``config`` (the config's name and hash), written to ``out``."""
+    table = score(claims, pd.read_csv(summary, sep="\t"), pd.read_csv(cost, sep="\t"))
+    table["evidence"] = table.apply(evidence, axis=1) if len(table) else []
+    table["config"] = config
+    write_tsv(table, out)
+    return table
+
+
+def _number(value: float, unit: str, spread: float = math.nan) -> str:
+    """A scorecard number for print: a signed change with its unit, or a value."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if unit == "params":
+        return f"{value:,.0f}"
+    text = f"{value:+.2f} {unit}" if unit in ("dB", "%") else f"{value:.4g} {unit}"
+    if unit == "SSIM":
+        text = f"{value:+.4f}"
+    if spread and not math.isnan(spread):
+        text += f" (spread {spread:.2f})"
+    return text.replace("-", "−")
+
+
+def for_print(table: pd.DataFrame) -> dict[str, Any]:
+    """The scorecard as the report's first page shows it: one group per paper."""
+    papers = []
+    for name, rows in table.groupby("paper_name", sort=False):
+        lines = []
+        for r in rows.itertuples(index=False):
+            relative = r.unit in ("%", "dB", "SSIM")
+            if r.paper == r.paper:  # a number
+                paper = _number(r.paper, r.unit)
+            else:
+                paper = "higher (no number)" if r.expect > 0 else "lower (no number)"
+            where = f"{r.set} ×{r.scale}" if r.metric in ACCURACY else f"×{r.scale}"
+            if r.metric in ACCURACY and r.paper_set != r.set:
+                where += f" (paper: {r.paper_set})"
+            lines.append(
+                {
+                    "claim": r.claim,
+                    "where": where,
+                    "paper": paper,
+                    "authors": _number(r.authors, r.unit),
+                    "ours": _number(r.ours, r.unit, r.spread if relative else math.nan),
+                    "verdict": r.verdict,
+                }
+            )
+        papers.append({"name": name, "rows": lines})
+    config = str(table["config"].iloc[0]) if len(table) else ""
+    return {"papers": papers, "config": config}

@@ -1,0 +1,146 @@
+"""The replication scorecard: claims files, role resolution, numbers and verdicts."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import REPO
+
+from litesr.methods.collect import collect
+from litesr.methods.plan import Paths
+from litesr.methods.registry import methods
+from litesr.report.scorecard import for_print, load_claims, resolve, score, verdict
+
+
+def summary(values: dict[str, float], set_name: str = "Set5", scale: int = 4) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "model": m,
+                "set": set_name,
+                "scale": scale,
+                "psnr_y": v,
+                "ssim_y": 0.8,
+                "psnr_rgb": v,
+            }  # fmt: skip
+            for m, v in values.items()
+        ]
+    )
+
+
+def cost(values: dict[str, float], scale: int = 4) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {"model": m, "scale": scale, "cpu_latency_ms": v, "params": 100}
+            for m, v in values.items()
+        ]
+    )
+
+
+def claim(**kw) -> dict:
+    base = {"id": "c", "claim": "x", "metric": "psnr_y", "set": "Set5", "scale": 4}
+    return {**base, **kw}
+
+
+@pytest.mark.parametrize(
+    ("kw", "value", "spread", "expected"),
+    [
+        ({"paper": 0.25}, 0.20, 0.0, "reproduced"),
+        ({"paper": 0.25}, 0.125, 0.0, "reproduced"),
+        ({"paper": 0.25}, 0.10, 0.0, "sign only"),
+        ({"paper": 0.25}, -0.10, 0.0, "not reproduced"),
+        ({"paper": 0.25}, 0.20, 0.30, "not shown (within seed spread)"),
+        ({"paper": None, "expect": -1}, -3.0, 0.0, "reproduced"),
+        ({"paper": None, "expect": 1}, -0.01, 0.0, "not reproduced"),
+        ({"kind": "parity", "paper": 0.0, "tolerance": 0.01}, 0.005, 0.0, "reproduced"),
+        ({"kind": "parity", "paper": 0.0, "tolerance": 0.01}, -0.02, 0.0, "not reproduced"),
+        ({"kind": "at_least", "paper": -0.02, "tolerance": 0.1}, -0.11, 0.0, "reproduced"),
+        ({"kind": "at_least", "paper": -0.02, "tolerance": 0.1}, -0.5, 0.0, "not reproduced"),
+        ({"paper": 0.25}, math.nan, 0.0, "not run"),
+    ],
+)
+def test_verdicts(kw, value, spread, expected):
+    assert verdict(claim(**kw), value, spread) == expected
+
+
+def test_scores_differences_means_of_seeds_and_relative_cost():
+    doc = {
+        "paper": "P",
+        "claims": [
+            claim(id="gain", paper=0.25, ours=["new", "old"], authors=["authors-a", "authors-b"]),
+            claim(id="seeds", expect=1, ours=["new", "base"]),  # +0.2 against a spread of 0.3
+            claim(id="time", metric="cpu_latency_ms", expect=-1, ours=["new", "old"]),
+            claim(id="absent", expect=1, ours=["new", "missing"]),
+            claim(id="value", metric="params", kind="parity", paper=100, authors=["authors-a"]),
+        ],
+    }
+    roles = {"new": ["n"], "old": ["o"], "base": ["b0", "b1", "b2"]}
+    models = ["n", "o", "b0", "b1", "b2", "authors-a", "authors-b"]
+    claims = resolve(doc, roles, models, ["Set5"])
+    acc = summary({"n": 30.3, "o": 30.0, "b0": 30.1, "b1": 30.25, "b2": 29.95, "authors-a": 31.0,
+                   "authors-b": 30.7})  # fmt: skip
+    table = score(claims, acc, cost({"n": 70.0, "o": 100.0, "authors-a": 1.0})).set_index("id")
+    assert table.loc["gain", "ours"] == pytest.approx(0.3)
+    assert table.loc["gain", "authors"] == pytest.approx(0.3)
+    assert table.loc["gain", "verdict"] == "reproduced"
+    assert table.loc["seeds", "ours"] == pytest.approx(0.2)
+    assert table.loc["seeds", "spread"] == pytest.approx(0.3)
+    assert table.loc["seeds", "verdict"] == "not shown (within seed spread)"
+    assert table.loc["time", "ours"] == pytest.approx(-30.0)
+    assert table.loc["time", "unit"] == "%"
+    assert table.loc["absent", "verdict"] == "not run"
+    assert table.loc["value", "verdict"] == "reproduced (authors' weights)"
+    printed = for_print(table.reset_index().assign(config="c.yaml"))
+    rows = printed["papers"][0]["rows"]
+    assert rows[0]["ours"] == "+0.30 dB" and rows[1]["paper"] == "higher (no number)"
+
+
+def test_a_set_the_run_lacks_is_replaced_by_its_first_test_set_and_said():
+    doc = {"paper": "P", "claims": [claim(expect=1, ours=["a", "b"])]}
+    (row,) = resolve(doc, {"a": ["x"], "b": ["y"]}, ["x", "y"], ["skimage-test"])
+    assert (row["set"], row["paper_set"]) == ("skimage-test", "Set5")
+
+
+@pytest.mark.parametrize(
+    ("bad", "named"),
+    [
+        ({"metric": "psnr"}, "metric"),
+        ({"kind": "better"}, "kind"),
+        ({"paper": None}, "expect"),
+        ({"ours": [], "authors": []}, "needs `ours` or `authors`"),
+        ({"colour": "red"}, "unknown key"),
+    ],
+)
+def test_a_bad_claims_file_is_named(tmp_path, bad, named):
+    path = tmp_path / "claims.yaml"
+    entry = {**claim(paper=0.1, ours=["a", "b"]), **bad}
+    path.write_text(yaml.safe_dump({"paper": "P", "claims": [entry]}))
+    with pytest.raises(ValueError, match=named) as err:
+        load_claims(path)
+    assert str(path) in str(err.value)
+
+
+def test_every_claim_names_roles_the_repositorys_configs_provide():
+    """A misspelled role would make a claim silently 'not run' in every config."""
+    provided: dict[str, set[str]] = {}
+    for path in sorted((REPO / "config").glob("*.yaml")):
+        config = yaml.safe_load(path.read_text())
+        if "scales" not in config:
+            continue
+        data = config["data"]
+        paths = Paths(config["scales"], next(iter(data["train"])), list(data["test"]))
+        for name, method in methods().items():
+            if name in config.get("methods", {}):
+                section = config["methods"][name]
+                provided.setdefault(name, set()).update(method.plan(section, config, paths).roles)
+        assert collect(config, paths).claims is not None
+    for name, method in methods().items():
+        if method.claims is None:
+            continue
+        doc = load_claims(method.claims)
+        for c in doc["claims"]:
+            unknown = set(c.get("ours", [])) - provided[name]
+            assert not unknown, f"{name} claim {c['id']}: roles {unknown} in no config"
