@@ -16,6 +16,7 @@ from litesr.evaluate.run import summarize
 from litesr.report.draw import make_figure
 from litesr.report.pdf import build_report
 from litesr.report.provenance import config_hash, provenance
+from litesr.report.scorecard import resolve, write_scorecard
 from litesr.report.tables import psnr_ssim_table
 from litesr.tsv import write_tsv
 
@@ -76,8 +77,39 @@ def results(tmp_path):
                 tmp_path / f"{model}_log.tsv",
             )
         )
+    claims = resolve(
+        {
+            "paper": "Toy paper",
+            "claims": [
+                {
+                    "id": "gain",
+                    "claim": "the teacher beats the student",
+                    "metric": "psnr_y",
+                    "set": "S",
+                    "scale": 4,
+                    "paper": 0.5,
+                    "ours": ["big", "small"],
+                },
+                {
+                    "id": "time",
+                    "claim": "the student is faster",
+                    "metric": "cpu_latency_ms",
+                    "scale": 4,
+                    "expect": -1,
+                    "ours": ["small", "big"],
+                },
+            ],
+        },  # fmt: skip
+        {"big": ["teacher"], "small": ["student"]},
+        ["teacher", "student"],
+        ["S"],
+    )
+    scorecard = tmp_path / "scorecard.tsv"
+    write_scorecard(claims=claims, summary=summary, cost=cost, out=scorecard, config="toy.yaml")
     return {
         "per_image": paths,
+        "claims": claims,
+        "scorecard": scorecard,
         "summary": summary,
         "cost": cost,
         "catalog": catalog,
@@ -133,6 +165,7 @@ def test_figures_and_pdf(results):
             "summary": str(results["summary"]),
             "cost": str(results["cost"]),
             "catalog": str(results["catalog"]),
+            "scorecard": str(results["scorecard"]),
             "figures": [[t, str(p), f"what {t} shows"] for t, p in figs],
         },
     )
@@ -142,6 +175,9 @@ def test_figures_and_pdf(results):
     text = "\n".join(page.extract_text() for page in PdfReader(pdf).pages)
     assert config_hash(config) in text and "git commit" in text and "torch" in text
     assert "How this was made" in text and "MATLAB" in text
+    first = PdfReader(pdf).pages[0].extract_text()
+    assert "Scorecard" in first and "Toy paper" in first and "the student is faster" in first
+    assert "toy.yaml" in first and "−90.00 %" in first
     for words in ("Accuracy", "teacher", "student", "S ×4", "CPU ms", "what curves shows"):
         assert words in text, words
     assert not list(d.glob(".*tmp*")), "no temporary file is left behind"
@@ -169,7 +205,7 @@ def test_provenance_names_commit_config_and_packages():
     assert {"torch", "numpy", "litesr"} <= set(info["packages"])
 
 
-def run_audit(results, summary_path, out):
+def run_audit(results, summary_path, out, scorecard=None):
     return subprocess.run(
         [
             sys.executable,
@@ -185,6 +221,15 @@ def run_audit(results, summary_path, out):
             "-p",
             "summary_tsv",
             str(summary_path),
+            "-p",
+            "cost_tsv",
+            str(results["cost"]),
+            "-p",
+            "scorecard_tsv",
+            str(scorecard or results["scorecard"]),
+            "-p",
+            "claims_json",
+            json.dumps(results["claims"]),
         ],
         capture_output=True,
         text=True,
@@ -202,6 +247,15 @@ def test_audit_notebook_passes_on_true_table_and_fails_on_a_tampered_one(results
     bad = write_tsv(tampered, tmp_path / "tampered.tsv")
     failed = run_audit(results, bad, tmp_path / "bad.ipynb")
     assert failed.returncode != 0 and "psnr_y" in failed.stderr + failed.stdout
+
+
+def test_the_audit_recomputes_the_scorecard_and_fails_on_an_edited_row(results, tmp_path):
+    tampered = pd.read_csv(results["scorecard"], sep="\t")
+    tampered.loc[0, "verdict"] = "not reproduced"
+    assert (pd.read_csv(results["scorecard"], sep="\t").verdict != tampered.verdict).any()
+    bad = write_tsv(tampered, tmp_path / "scorecard.tsv")
+    failed = run_audit(results, results["summary"], tmp_path / "bad.ipynb", scorecard=bad)
+    assert failed.returncode != 0 and "verdict" in failed.stderr + failed.stdout
 
 
 def test_collapsed_models_are_marked_and_the_best_is_bold():
