@@ -1,4 +1,5 @@
-"""AIL: importance weights against hand-computed values, the round schedule, the rounds loop."""
+"""AIL: importance weights against hand-computed values, the round schedule, the rounds loop,
+the fixed patch set with cached teacher outputs, the plan's ``start`` and the table's gains."""
 
 from __future__ import annotations
 
@@ -12,9 +13,19 @@ import torch
 from litesr.data.images import write_png
 from litesr.data.sources import prepare_set
 from litesr.methods.ail import AILTask, Importance, round_files, train_rounds
-from litesr.methods.ail.importance import round_importance, teacher_importance, weighted_loss
+from litesr.methods.ail import patches as ail_patches
+from litesr.methods.ail import plan as ail_plan
+from litesr.methods.ail.importance import (
+    round_importance,
+    student_input,
+    teacher_importance,
+    weighted_loss,
+)
+from litesr.methods.ail.patches import round_sampler
+from litesr.methods.plan import Paths
 from litesr.models.store import load_model
 from litesr.train.run import train_model
+from litesr.train.spec import TrainSpec
 
 IMP = Importance()
 
@@ -275,3 +286,194 @@ def test_ail_table_groups_by_metadata_not_by_name():
     assert table.loc["w8 gain ail−plain", "Set5 ×4"] == "+0.30 dB"
     assert table.loc["w8 ail", "Set5 ×4"] == "30.30 / 0.8700"
     assert table.loc["vdsr_t (VDSR teacher)", "params"] == "664,704"
+
+
+PATCHES = {"count": 6, "seed": 1}
+
+
+def fixed_sampler(setup, variant, stages):
+    data, teacher, _, _ = setup
+    spec = TrainSpec.from_dict(ROUND)
+    return round_sampler(
+        variant=variant,
+        data=data,
+        scale=2,
+        spec=spec,
+        patches=PATCHES,
+        teacher=teacher,
+        stages=stages,
+    )
+
+
+def test_fixed_patches_are_the_same_for_every_variant(setup, tmp_path):
+    plain = fixed_sampler(setup, "plain", tmp_path / "plain")
+    ail = fixed_sampler(setup, "ail", tmp_path / "ail")
+    assert len(plain) == len(ail) == 6 and torch.equal(plain.lr, ail.lr)
+    assert torch.equal(plain.hr, ail.hr) and plain.hr.shape == (6, 3, 16, 16)
+    a = plain.sample(4, torch.Generator().manual_seed(3))
+    b = ail.sample(4, torch.Generator().manual_seed(3))
+    assert len(a) == 2 and len(b) == 3
+    assert all(torch.equal(x, y) for x, y in zip(a, b[:2], strict=True))
+    other = round_sampler(
+        variant="plain",
+        data=setup[0],
+        scale=2,
+        spec=TrainSpec.from_dict(ROUND),
+        patches={"count": 6, "seed": 2},
+        teacher=None,
+        stages=tmp_path,
+    )
+    assert not torch.equal(other.lr, plain.lr) and other.key != plain.key
+
+
+def test_cached_teacher_outputs_equal_running_the_teacher(setup, tmp_path, monkeypatch):
+    _, teacher_file, _, _ = setup
+    sampler = fixed_sampler(setup, "ail", tmp_path)
+    lr, _, teacher_y = sampler.sample(5, torch.Generator().manual_seed(0))
+    teacher = load_model(teacher_file)[0]
+    with torch.no_grad():
+        expected = teacher.forward_y(student_input(lr, 2))
+    torch.testing.assert_close(teacher_y, expected, rtol=1e-5, atol=1e-6)
+    # A second run reads the cache instead of running the teacher again.
+    monkeypatch.setattr(ail_patches, "teacher_outputs", None)
+    again = fixed_sampler(setup, "ail", tmp_path)
+    assert torch.equal(again.extras[0], sampler.extras[0])
+    assert (tmp_path / ail_patches.TEACHER_CACHE).is_file()
+
+
+def test_ail_task_with_cached_teacher_matches_the_live_teacher(setup):
+    _, teacher_file, student_file, _ = setup
+    teacher, student = load_model(teacher_file)[0], load_model(student_file)[0]
+    g = torch.Generator().manual_seed(0)
+    lr, hr = torch.rand(2, 3, 8, 8, generator=g), torch.rand(2, 3, 16, 16, generator=g)
+    with torch.no_grad():
+        teacher_y = teacher.forward_y(student_input(lr, 2))
+        live = AILTask(student, "ail", 1, IMP, teacher, student).loss(lr, hr)
+        cached = AILTask(student, "ail", 1, IMP, None, student, cached_teacher=True)
+        torch.testing.assert_close(cached.loss(lr, hr, teacher_y)[0], live[0])
+    assert "teacher" not in dict(cached.named_children())
+    with pytest.raises(ValueError, match="cached output"):
+        cached.loss(lr, hr)
+
+
+def test_rounds_on_a_fixed_patch_set(setup, tmp_path):
+    data, teacher, student, _ = setup
+    outs = {}
+    for variant in ("plain", "ail"):
+        out = tmp_path / variant / "model.safetensors"
+        outs[variant] = train_rounds(
+            variant=variant,
+            init=student,
+            teacher=teacher,
+            data=data,
+            scale=2,
+            rounds=2,
+            recipe=ROUND,
+            importance={},
+            patches=PATCHES,
+            out=out,
+            log=out.with_name("log.tsv"),
+            stages=out.parent / "stages",
+            progress=False,
+        )
+    assert (tmp_path / "ail" / "stages" / ail_patches.TEACHER_CACHE).is_file()
+    assert not (tmp_path / "plain" / "stages" / ail_patches.TEACHER_CACHE).exists()
+    assert load_model(outs["ail"])[1]["patches"] == PATCHES
+    log = pd.read_csv(outs["ail"].with_name("log.tsv"), sep="\t")
+    assert len(log) == 6 and (log.mean_w < 1).all()
+
+
+def paper_config(**ail) -> dict:
+    section = {
+        "teacher": "authors-ail_vdsr64_teacher",
+        "start": "authors-ail_vdsr13_plain",
+        "widths": [13],
+        "variants": ["plain", "ail"],
+        "rounds": 10,
+        "round": ROUND,
+        "patches": PATCHES,
+        "maps": {"set": "Set5", "image": "baby"},
+        **ail,
+    }
+    releases = ["ail_vdsr64_teacher", "ail_vdsr13_plain", "ail_vdsr13_ail"]
+    return {
+        "scales": [2, 4],
+        "models": {},
+        "methods": {"authors": {"reference": "ref", "releases": releases}, "ail": section},
+    }
+
+
+PATHS = Paths(scales=[2, 4], train_set="SunHays80", test_sets=["Set5"])
+
+
+def test_plan_starts_from_an_existing_model():
+    config = paper_config()
+    plan = ail_plan(config["methods"]["ail"], config, PATHS)
+    assert plan.trained == []
+    assert {m.name for m in plan.made} == {"ail-w13-plain", "ail-w13-ail"}
+    for model in plan.made:
+        assert model.inputs["init"] == "authors-ail_vdsr13_plain"
+        assert model.params["patches"] == PATCHES
+    ail = next(m for m in plan.made if m.params["variant"] == "ail")
+    assert ail.inputs["teacher"] == "authors-ail_vdsr64_teacher"
+    assert plan.tables[0].params == {
+        "teacher": "authors-ail_vdsr64_teacher",
+        "start": "authors-ail_vdsr13_plain",
+    }
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"widths": [16]}, r"ail.widths: \[16\] must be \[13\], the width of ail.start"),
+        ({"start": "nothing"}, "ail.start: 'nothing' must name a vdsr model"),
+        ({"teacher": "authors-dipnet"}, "ail.teacher: 'authors-dipnet' must name a vdsr"),
+        ({"pretrain": ROUND}, "ail.pretrain: leave it out"),
+        ({"start": None}, "ail.pretrain: required unless ail.start"),
+    ],
+)
+def test_plan_start_errors_name_the_key(change, message):
+    config = paper_config(**change)
+    section = {k: v for k, v in config["methods"]["ail"].items() if v is not None}
+    with pytest.raises(ValueError, match=message):
+        ail_plan(section, config, PATHS)
+
+
+def test_ail_table_shows_both_gains_and_the_authors_gain():
+    from litesr.methods.ail.report import ail_table
+
+    teacher, start = "authors-ail_vdsr64_teacher", "authors-ail_vdsr13_plain"
+    models = [teacher, start, "authors-ail_vdsr13_ail", "ours_plain", "ours_ail"]
+    summary = pd.DataFrame(
+        {
+            "model": models * 2,
+            "set": "Set5",
+            "scale": [2] * 5 + [4] * 5,
+            "psnr_y": [37.5, 36.8, 37.3, 36.9, 37.0, 31.4, 30.7, 31.0, 30.8, 30.6],
+            "ssim_y": 0.9,
+        }
+    )
+    cost = pd.DataFrame({"model": models * 2, "scale": [2] * 5 + [4] * 5, "params": 1000})
+    cost["macs_720p_G"] = 1.0
+    catalog = cost[["model", "scale"]].assign(
+        method=["authors"] * 3 + ["ail"] * 2 + ["authors"] * 3 + ["ail"] * 2,
+        variant=["t", "p", "a", "plain", "ail"] * 2,
+        size=[64, 13, 13, 13, 13] * 2,
+    )
+    table = ail_table(summary, cost, catalog, teacher, start)
+    assert list(table.index) == [
+        f"{teacher} (VDSR teacher)",
+        f"w13 pretrained: {start}",
+        "w13 plain",
+        "w13 ail",
+        "w13 gain ail−pretrained",
+        "w13 gain ail−plain",
+        "authors' ail: authors-ail_vdsr13_ail",
+        "authors' gain ail−pretrained",
+    ]
+    assert table.loc["w13 gain ail−pretrained", ["Set5 ×2", "Set5 ×4"]].tolist() == [
+        "+0.20 dB",
+        "-0.10 dB",
+    ]
+    assert table.loc["w13 gain ail−plain", "Set5 ×2"] == "+0.10 dB"
+    assert table.loc["authors' gain ail−pretrained", "Set5 ×4"] == "+0.30 dB"

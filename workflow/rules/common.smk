@@ -101,27 +101,26 @@ def evaluated_model(wildcards):
     return [] if wildcards.model == "bicubic" else model_file(wildcards.model, wildcards.scale)
 
 
+CAPTIONS = {
+    "psnr_vs_cost": "One point per model: higher and further left is better.",
+    "training_curves": "Per-step training loss of the config's models.",
+    "crops": "The same crop upscaled by bicubic and by each model, beside the HR image.",
+}
+
+
 def report_figures(wildcards=None):
     """``[title, png, caption]`` of every figure of the PDF: the core's, then the methods'."""
     figures = [
-        (
-            "PSNR against cost",
-            "results/figures/psnr_vs_cost.png",
-            "One point per model: higher and further left is better.",
-        ),
+        ("PSNR against cost", "results/figures/psnr_vs_cost.png", CAPTIONS["psnr_vs_cost"]),
         (
             "Training curves",
             "results/figures/training_curves.png",
-            "Per-step training loss of the config's models.",
+            CAPTIONS["training_curves"],
         ),
     ]
     if CROP:
         figures += [
-            (
-                f"Visual comparison ×{s}",
-                f"results/figures/crops_x{s}.png",
-                "The same crop upscaled by bicubic and by each model, beside the HR image.",
-            )
+            (f"Visual comparison ×{s}", f"results/figures/crops_x{s}.png", CAPTIONS["crops"])
             for s in SCALES
         ]
     return figures + [(f.title, PATHS.figure(f.name), f.caption) for _, f in PLAN.figures]

@@ -10,8 +10,13 @@ rule figure_psnr_vs_cost:
         summary="results/tables/psnr_ssim.tsv",
         cost="results/tables/cost.tsv",
     output:
-        report("results/figures/psnr_vs_cost.png", category=FIGURE_CATEGORY),
+        report(
+            "results/figures/psnr_vs_cost.png",
+            caption="../report/figure.rst",
+            category=FIGURE_CATEGORY,
+        ),
     params:
+        caption=CAPTIONS["psnr_vs_cost"],
         inputs=lambda w, input: as_json({"summary": input.summary, "cost": input.cost}),
     log:
         "logs/figures/psnr_vs_cost.log",
@@ -27,8 +32,13 @@ rule figure_training_curves:
     input:
         train_logs(),
     output:
-        report("results/figures/training_curves.png", category=FIGURE_CATEGORY),
+        report(
+            "results/figures/training_curves.png",
+            caption="../report/figure.rst",
+            category=FIGURE_CATEGORY,
+        ),
     params:
+        caption=CAPTIONS["training_curves"],
         inputs=lambda w, input: as_json(
             {
                 "logs": list(input),
@@ -50,8 +60,13 @@ rule figure_crops:
         models=lambda w: [model_file(m, w.scale) for m in MODELS],
         data=lambda w: set_dir(CROP["set"], w.scale),
     output:
-        report("results/figures/crops_x{scale}.png", category=FIGURE_CATEGORY),
+        report(
+            "results/figures/crops_x{scale}.png",
+            caption="../report/figure.rst",
+            category=FIGURE_CATEGORY,
+        ),
     params:
+        caption=CAPTIONS["crops"],
         inputs=lambda w, input: as_json(
             {
                 "models": {"bicubic": "bicubic", **dict(zip(MODELS, input.models))},
