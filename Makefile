@@ -6,15 +6,18 @@ STAMP := $(VENV)/.installed-$(shell cat envs/requirements.lock pyproject.toml | 
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 CORES ?= 8
 
-.PHONY: setup report test lint lock clean-results
+.PHONY: setup report test test-slow lint lock clean-results
 
 setup: $(STAMP)  ## only install the environment
 
 report: $(STAMP)  ## the main job on the embedded default: reports/all.pdf
 	snakemake --cores $(CORES) reports/all.pdf
 
-test: $(STAMP)  ## the whole test suite (what CI runs)
-	pytest
+test: $(STAMP)  ## the default test run: everything but the slow end-to-end and SLURM runs
+	pytest -m "not slow"
+
+test-slow: $(STAMP)  ## the slow tests: the default DAG end to end, rules as SLURM jobs
+	pytest -m slow
 
 lint: $(STAMP)
 	ruff check src tests benchmarks notebooks

@@ -65,6 +65,7 @@ def build_report(out: Path, spec: dict[str, Any]) -> Path:
         tables.append({"title": title, "table": typeset(frame, caption)})
     data = {
         "methods": ", ".join(sorted(config.get("methods", {}))) or "no method enabled",
+        "note": config.get("report", {}).get("note", ""),
         "scorecard": scorecard_for_print(
             pd.read_csv(spec["scorecard"], sep="\t", keep_default_na=False, na_values=[""])
         ),
