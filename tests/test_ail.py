@@ -477,3 +477,19 @@ def test_ail_table_shows_both_gains_and_the_authors_gain():
     ]
     assert table.loc["w13 gain ail−plain", "Set5 ×2"] == "+0.10 dB"
     assert table.loc["authors' gain ail−pretrained", "Set5 ×4"] == "+0.30 dB"
+
+
+def test_hr_patch_sets_the_lr_side_per_scale(setup, tmp_path):
+    sampler = round_sampler(
+        variant="plain",
+        data=setup[0],
+        scale=2,
+        spec=TrainSpec.from_dict(ROUND),
+        patches={"count": 3, "hr_patch": 12},
+        teacher=None,
+        stages=tmp_path,
+    )
+    assert sampler.lr.shape == (3, 3, 6, 6) and sampler.hr.shape == (3, 3, 12, 12)
+    config = paper_config(patches={"count": 3, "hr_patch": 42})
+    with pytest.raises(ValueError, match="ail.patches.hr_patch: 42 is not a multiple of scale 4"):
+        ail_plan(config["methods"]["ail"], config, PATHS)

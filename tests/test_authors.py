@@ -221,3 +221,60 @@ def test_set5_x3_ail_beats_plain(shared_data: Path, tmp_path: Path) -> None:
     ail = _workflow_psnr(shared_data, "ail_vdsr13_ail_x3", 3, tmp_path)
     print(f"Set5 x3: plain VDSR-13 {plain:.3f} dB, AIL VDSR-13 {ail:.3f} dB")
     assert ail > plain + 0.1
+
+
+def test_the_authors_method_plans_one_import_per_release_reading_the_release_file():
+    from litesr.methods.authors import METHOD, model_spec
+    from litesr.methods.plan import Paths
+
+    section = {"reference": "ref", "releases": ["ail_vdsr13_plain", "ail_vdsr13_ail"]}
+    plan = METHOD.plan(section, {"scales": [2, 4]}, Paths([2, 4], "train", ["Set5"]))
+    inputs = {m.name: m.inputs["weights"] for m in plan.made}
+    assert inputs == {
+        "authors-ail_vdsr13_plain": "file:ref/ail_vdsr13_plain.safetensors",
+        "authors-ail_vdsr13_ail": "file:ref/ail_vdsr13_ail_x{scale}.safetensors",
+    }
+    config = {"scales": [2, 4], "methods": {"authors": section}}
+    assert model_spec(config, "authors-ail_vdsr13_plain") == (
+        "vdsr",
+        {"width": 13, "depth": 20},
+    )
+    assert model_spec(config, "authors-dipnet") is None
+
+
+def test_a_release_at_a_scale_the_authors_did_not_serve_fails_the_plan():
+    from litesr.methods.collect import ConfigError, collect
+    from litesr.methods.plan import Paths
+
+    config = {
+        "scales": [2],
+        "data": {"train": {"t": "x"}, "test": {"Set5": "y"}},
+        "models": {},
+        "methods": {"authors": {"reference": "ref", "releases": ["dipnet"]}},
+    }
+    with pytest.raises(ConfigError, match=r"methods.authors: .*'dipnet'.*\[4\] only, not ×2"):
+        collect(config, Paths([2], "t", ["Set5"]))
+
+
+def test_the_import_step_writes_the_model_and_a_log(fake_reference: Path, tmp_path: Path):
+    from litesr.models.authors import import_release
+
+    _write(fake_reference, "ail_vdsr13_ail_x2", _authors_state("ail_vdsr13_ail_x2", 2))
+    out = import_release(
+        release="ail_vdsr13_ail",
+        weights=fake_reference / "ail_vdsr13_ail_x2.safetensors",
+        scale=2,
+        out=tmp_path / "m.safetensors",
+        log=tmp_path / "log.tsv",
+    )
+    model, meta = load_model(out)
+    assert meta["variant"] == "ail_vdsr13_ail_x2" and int(model.scale) == 2
+    assert "ail_vdsr13_ail_x2" in (tmp_path / "log.tsv").read_text()
+    with pytest.raises(ValueError, match="ail_vdsr13_ail_x4.safetensors"):
+        import_release(
+            release="ail_vdsr13_ail",
+            weights=fake_reference / "ail_vdsr13_ail_x2.safetensors",
+            scale=4,
+            out=tmp_path / "n.safetensors",
+            log=tmp_path / "n.tsv",
+        )

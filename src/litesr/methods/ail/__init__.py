@@ -21,10 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from litesr.methods.ail.importance import VARIANTS, AILTask, Importance
+from litesr.methods.ail.patches import lr_side
 from litesr.methods.ail.rounds import round_files, train_rounds
 from litesr.methods.authors import model_spec
 from litesr.methods.plan import Figure, MadeModel, Paths, Plan, Table, TrainedModel
 from litesr.methods.registry import Method
+from litesr.train.spec import TrainSpec
 
 __all__ = ["METHOD", "VARIANTS", "AILTask", "Importance", "round_files", "train_rounds"]
 
@@ -63,6 +65,9 @@ def plan(section: dict[str, Any], config: dict[str, Any], paths: Paths) -> Plan:
             )
     elif "pretrain" not in section:
         raise ValueError("ail.pretrain: required unless ail.start names the starting model")
+    patches = section.get("patches")
+    for scale in paths.scales if patches else ():
+        lr_side(scale, TrainSpec.from_dict(section["round"]), patches.get("hr_patch"))
     Importance.from_dict(section.get("importance", {}))
     maps = section["maps"]
     width0, scale0 = maps.get("width", widths[0]), paths.scales[0]
@@ -98,7 +103,7 @@ def plan(section: dict[str, Any], config: dict[str, Any], paths: Paths) -> Plan:
                 "recipe": recipe,
                 "importance": section.get("importance", {}),
                 "size": w,
-                **({"patches": section["patches"]} if "patches" in section else {}),
+                **({"patches": patches} if patches else {}),
             },
         )
         for w in widths

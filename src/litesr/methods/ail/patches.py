@@ -1,10 +1,11 @@
 """AIL on a fixed patch set, as the authors train (patches pre-extracted into an HDF5 file).
 
 The set is drawn once from the prepared training set with the ``patches`` options (count,
-seed) and the round recipe's patch size and augmentation, so every variant of a run trains
-on the same patches. The teacher's Y output of every patch is computed once and kept in
-``<stages>/teacher_y.safetensors`` under a key naming the patches and the teacher's file, so a
-resumed run reads it back; the AIL rounds then never run the teacher.
+seed, and the HR side ``hr_patch``, else the round recipe's ``lr_patch``) and the recipe's
+augmentation, so every variant of a run trains on the same patches. The teacher's Y output
+of every patch is computed once and kept in ``<stages>/teacher_y.safetensors`` under a key
+naming the patches and the teacher's file, so a resumed run reads it back; the AIL rounds
+then never run the teacher.
 """
 
 from __future__ import annotations
@@ -39,14 +40,31 @@ logger = logging.getLogger(__name__)
 TEACHER_CACHE = "teacher_y.safetensors"
 
 
+def lr_side(scale: int, spec: TrainSpec, hr_patch: int | None) -> int:
+    """The LR patch side: ``hr_patch / scale`` (which must be whole), else the recipe's."""
+    if hr_patch is None:
+        return spec.lr_patch
+    if hr_patch % scale:
+        raise ValueError(f"ail.patches.hr_patch: {hr_patch} is not a multiple of scale {scale}")
+    return hr_patch // scale
+
+
 def fixed_patches(
-    data: Path, scale: int, spec: TrainSpec, count: int, seed: int = 0
+    data: Path,
+    scale: int,
+    spec: TrainSpec,
+    count: int,
+    seed: int = 0,
+    hr_patch: int | None = None,
 ) -> tuple[Tensor, Tensor, str]:
     """``count`` uint8 ``(lr, hr)`` patches of the prepared set ``data`` drawn from ``seed``
-    at the recipe's ``lr_patch`` (flipped and rotated when it augments), and their key."""
-    pairs = load_pairs(data, scale, spec.lr_patch)
-    lr, hr = extract_patches(PatchSampler(pairs, scale, spec.lr_patch, spec.augment), count, seed)
-    key = f"{data_fingerprint(data)}|x{scale}|p{spec.lr_patch}|a{spec.augment}|n{count}|s{seed}"
+    (flipped and rotated when the recipe augments), HR side ``hr_patch`` or the recipe's
+    ``lr_patch`` × ``scale``, and their key."""
+    p = lr_side(scale, spec, hr_patch)
+    lr, hr = extract_patches(
+        PatchSampler(load_pairs(data, scale, p), scale, p, spec.augment), count, seed
+    )
+    key = f"{data_fingerprint(data)}|x{scale}|p{p}|a{spec.augment}|n{count}|s{seed}"
     return lr, hr, key
 
 
@@ -101,7 +119,9 @@ def round_sampler(
     ``patches``; with it, the fixed set, plus the cached teacher outputs for ``ail``."""
     if patches is None:
         return sampler_for(data, scale, spec)
-    lr, hr, key = fixed_patches(data, scale, spec, patches["count"], patches.get("seed", 0))
+    lr, hr, key = fixed_patches(
+        data, scale, spec, patches["count"], patches.get("seed", 0), patches.get("hr_patch")
+    )
     if variant != "ail":
         return FixedPatchSampler(lr, hr, key=key)
     if teacher is None:
