@@ -282,8 +282,10 @@ def test_plan_declares_one_model_per_stage():
         f"dipnet-{s}" for s in ("ehr", "anchors", "reparam", "pruned", "progressive")
     ]
     assert p.made[2].inputs == {"model": "dipnet-anchors"}
-    with_official = plan({**section, "official": "ref"}, config, PATHS)
-    assert with_official.made[-1].step == "official"
+    imports = {"authors": {"reference": "ref", "releases": ["dipnet"]}}
+    with_official = plan(section, {**config, "methods": imports}, PATHS)
+    assert with_official.tables[0].params["official"] == "authors-dipnet"
+    assert with_official.roles["official"] == ["authors-dipnet"]
 
 
 @pytest.mark.parametrize(
@@ -291,7 +293,6 @@ def test_plan_declares_one_model_per_stage():
     [
         ({"teacher": "nosuch"}, "dipnet.teacher"),
         ({"student": {**STUDENT, "feature_channels": 200, "mid_channels": 200}}, "not larger"),
-        ({"official": "ref"}, "dipnet.official"),
         ({"progressive": {"patch": {"steps": 1, "lr_patch": 8}, "l2": {"steps": 1}}}, "lr_patch"),
     ],
 )

@@ -21,8 +21,9 @@ Every row of the ablation is its own reported model (``<name>-<stage>``, one mod
 5. ``progressive``: a fine-tune with larger patches, then one with the L2 loss.
 
 Fine-tunes (pruning, progressive) learn from ``target``: the teacher's output (``enhanced``,
-as stage 2) or the HR patches. With ``official``, the authors' released ×4 weights are
-imported as ``<name>-official`` for the table and the scatter.
+as stage 2) or the HR patches. When the config imports the authors' ×4 weights (the
+``authors`` method with release ``dipnet``), ``authors-dipnet`` joins the table and the
+scatter as the official DIPNet.
 """
 
 from __future__ import annotations
@@ -33,12 +34,16 @@ from typing import Any
 import torch
 
 from litesr.measure.cost import count_params
+from litesr.methods.authors import model_spec
 from litesr.methods.dipnet import pipeline
 from litesr.methods.plan import Figure, MadeModel, Paths, Plan, Table, TrainedModel
 from litesr.methods.registry import Method
 from litesr.models import build
 
 __all__ = ["METHOD", "plan"]
+
+OFFICIAL = "authors-dipnet"
+"""The authors' ×4 weights, as the ``authors`` method imports them."""
 
 FEATURE_ARCHS = ("edsr", "rlfn")
 """Registry architectures whose ``forward(x, return_features=True)`` gives block features."""
@@ -84,11 +89,7 @@ def plan(section: dict[str, Any], config: dict[str, Any], paths: Paths) -> Plan:
     fig_set = section.get("figure", {}).get("set", paths.test_sets[0])
     if fig_set not in paths.test_sets:
         raise ValueError(f"dipnet.figure.set: {fig_set!r} is not a test set {paths.test_sets}")
-    official = section.get("official")
-    if official and paths.scales != [4]:
-        raise ValueError(
-            f"dipnet.official: the authors' release is ×4 only, scales are {paths.scales}"
-        )
+    official = OFFICIAL if model_spec(config, OFFICIAL) else None
     target = section.get("target", "enhanced")
     size = student["feature_channels"]
 
@@ -151,9 +152,7 @@ def plan(section: dict[str, Any], config: dict[str, Any], paths: Paths) -> Plan:
             },
         ),
     ]
-    if official:
-        made.append(MadeModel(model("official"), "official", {}, {"reference": official}))
-    named = {"teacher": teacher, "official": model("official") if official else None}
+    named = {"teacher": teacher, "official": official}
     tables = [
         Table(
             title="DIPNet: ablation, one row per stage",
@@ -181,7 +180,7 @@ def plan(section: dict[str, Any], config: dict[str, Any], paths: Paths) -> Plan:
         "alone": [m.name for m in trained],
         "progressive": [model("progressive")],
         "teacher": [teacher],
-        **({"official": [model("official")]} if official else {}),
+        **({"official": [official]} if official else {}),
     }
     return Plan(trained=trained, made=made, figures=figures, tables=tables, roles=roles)
 
@@ -195,7 +194,6 @@ METHOD = Method(
         "reparam": pipeline.reparam,
         "prune": pipeline.prune,
         "progressive": pipeline.progressive,
-        "official": pipeline.official,
     },
     figures={"scatter": "litesr.methods.dipnet.report:scatter"},
     tables={"ablation": "litesr.methods.dipnet.report:ablation_table"},

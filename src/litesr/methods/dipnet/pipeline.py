@@ -37,7 +37,6 @@ from litesr.evaluate.metrics import psnr_y
 from litesr.evaluate.run import super_resolve
 from litesr.measure.cost import count_params
 from litesr.models import arch_of, build
-from litesr.models.authors import import_weights
 from litesr.models.store import load_model, save_model
 from litesr.train.loop import fit
 from litesr.train.objectives import PIXEL_LOSSES, PixelTask, Task
@@ -476,27 +475,4 @@ def progressive(
         net = run_stages(start, plan, fingerprint=fingerprint)
         _concat_logs([s.files.log for s in plan], "stage", [s.name for s in plan], log)
         _save(net, out, "progressive", source=str(model), train=[patch, l2], target=target)
-    return Path(out)
-
-
-def official(
-    *,
-    reference: str,
-    scale: int,
-    out: Path,
-    log: Path,
-    stages: Path,
-    device: str = "cpu",
-    progress: bool = True,
-) -> Path:
-    """The authors' released ×4 DIPNet from the folder ``reference`` (see
-    ``litesr.models.authors``; its meta names the release and the source file's SHA-256)."""
-    with output_lock(out):
-        import_weights("dipnet_x4", Path(reference), scale, out)
-        model = load_model(out)[0]
-        write_tsv(
-            pd.DataFrame([{"params": count_params(model), "reference": str(reference)}]),
-            log,
-            float_format=None,
-        )
     return Path(out)
