@@ -213,7 +213,7 @@ def _number(value: float, unit: str, spread: float = math.nan) -> str:
     if unit == "SSIM":
         text = f"{value:+.4f}"
     if spread and not math.isnan(spread):
-        text += f" (spread {spread:.2f})"
+        text += f" [{spread:.2f}]"
     return text.replace("-", "−")
 
 
@@ -227,7 +227,7 @@ def for_print(table: pd.DataFrame) -> dict[str, Any]:
             if r.paper == r.paper:  # a number
                 paper = _number(r.paper, r.unit)
             else:
-                paper = "higher (no number)" if r.expect > 0 else "lower (no number)"
+                paper = "higher" if r.expect > 0 else "lower"
             where = f"{r.set} ×{r.scale}" if r.metric in ACCURACY else f"×{r.scale}"
             if r.metric in ACCURACY and r.paper_set != r.set:
                 where += f" (paper: {r.paper_set})"
