@@ -493,3 +493,10 @@ def test_hr_patch_sets_the_lr_side_per_scale(setup, tmp_path):
     config = paper_config(patches={"count": 3, "hr_patch": 42})
     with pytest.raises(ValueError, match="ail.patches.hr_patch: 42 is not a multiple of scale 4"):
         ail_plan(config["methods"]["ail"], config, PATHS)
+
+
+def test_importance_figure_shows_at_most_six_rounds():
+    from litesr.methods.ail.report import shown_rounds
+
+    assert shown_rounds(3) == [0, 1, 2]
+    assert shown_rounds(10) == [0, 2, 4, 5, 7, 9]

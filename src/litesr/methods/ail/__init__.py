@@ -128,8 +128,9 @@ def plan(section: dict[str, Any], config: dict[str, Any], paths: Paths) -> Plan:
                 "importance": section.get("importance", {}),
             },
             caption=f"Importance w of the width-{width0} AIL student on {maps['image']} "
-            f"(×{scale0}) at the start of each round: bright pixels weigh more. Round 0 is "
-            "the teacher term alone; later rounds add the easy pixels of the student itself.",
+            f"(×{scale0}) at the start of rounds (six at most): bright pixels weigh more. "
+            "Round 0 is the teacher term alone; later rounds add the easy pixels of the student "
+            "itself.",
         ),
         Figure(
             name="ail_rounds",
@@ -161,7 +162,12 @@ def plan(section: dict[str, Any], config: dict[str, Any], paths: Paths) -> Plan:
             "authors' students are imported, their own AIL − pretrained gain is shown too.",
         )
     ]
-    return Plan(trained=trained, made=made, figures=figures, tables=tables)
+    roles = {v: [student(width0, v)] for v in variants}
+    roles |= {"pretrain": [start or student(width0, "pretrain")], "teacher": [teacher]}
+    teacher_width = vdsr_args(config, "ail.teacher", teacher)["width"]
+    if "ail" in variants and teacher_width // 2 in widths:
+        roles["quarter"] = [student(teacher_width // 2, "ail")]
+    return Plan(trained=trained, made=made, figures=figures, tables=tables, roles=roles)
 
 
 METHOD = Method(
@@ -175,4 +181,5 @@ METHOD = Method(
         "width": "litesr.methods.ail.report:width_figure",
     },
     tables={"table": "litesr.methods.ail.report:ail_table"},
+    claims=Path(__file__).with_name("claims.yaml"),
 )

@@ -127,4 +127,4 @@ def round_sampler(
     if teacher is None:
         raise ValueError("the 'ail' variant needs a teacher model file")
     outputs = cached_teacher_outputs(teacher, lr, scale, key, Path(stages) / TEACHER_CACHE, device)
-    return FixedPatchSampler(lr, hr, [outputs], key=f"{key}|teacher")
+    return FixedPatchSampler(lr, hr, [outputs], key=f"{key}|teacher {file_sha256(teacher)}")

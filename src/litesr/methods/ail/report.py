@@ -30,6 +30,11 @@ def _tensor(img: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(img.transpose(2, 0, 1).copy()).float()[None] / 255
 
 
+def shown_rounds(rounds: int, most: int = 6) -> list[int]:
+    """At most ``most`` rounds, evenly spread, always the first and the last."""
+    return sorted({int(r) for r in np.linspace(0, rounds - 1, min(rounds, most)).round()})
+
+
 @torch.no_grad()
 def importance_maps(
     teacher: str,
@@ -42,8 +47,8 @@ def importance_maps(
     importance: dict,
     out: str,
 ) -> Path:
-    """The AIL weights of every round on one image: round 0 is the teacher term alone, round r
-    adds the student snapshot taken at its start (the end of round r − 1)."""
+    """The AIL weights of (at most six) rounds on one image: round 0 is the teacher term alone,
+    round r adds the student snapshot taken at its start (the end of round r − 1)."""
     imp = Importance.from_dict(importance)
     hr = read_image(Path(data) / "HR" / f"{image}.png")
     lr = read_image(Path(data) / "LR" / f"{image}.png")
@@ -52,7 +57,7 @@ def importance_maps(
     teacher_model, student_model = load_model(teacher)[0], load_model(student)[0]
     files = round_files(Path(stages), rounds)
     maps = []
-    for r in range(rounds):
+    for r in shown_rounds(rounds):
         snapshot = load_model(files[r - 1])[0] if r > 0 else None
         w = AILTask(student_model, "ail", r, imp, teacher_model, snapshot).weights(y_bic, y)
         maps.append((r, w[0, 0].numpy()))
