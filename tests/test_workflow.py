@@ -56,7 +56,17 @@ def test_lint_is_clean():
 
 @pytest.mark.parametrize("config", [c.name for c in CONFIGS if c.name != "schema.yaml"])
 def test_every_config_dry_runs_to_the_report(config, tmp_path):
-    wd = workflow_copy(tmp_path)
+    """A config that imports the authors' weights names their files as inputs, so its copy
+    needs ../shared beside it (folder sets without their folder still dry-run)."""
+    cfg = yaml.safe_load((REPO / "config" / config).read_text())
+    wd = tmp_path / "litesr"
+    wd.mkdir()
+    if "authors" in cfg.get("methods", {}):
+        shared = REPO.parent / "shared"
+        if not (shared / "data" / "reference").is_dir():
+            pytest.skip(f"{config} imports the authors' weights from ../shared, absent here")
+        (tmp_path / "shared").symlink_to(shared)
+    workflow_copy(wd)
     result = snakemake("-n", "reports/all.pdf", "--configfile", f"config/{config}", cwd=wd)
     assert result.returncode == 0, result.stdout[-3000:]
     jobs = result.stdout
