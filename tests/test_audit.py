@@ -104,7 +104,8 @@ def run_cells(root: Path) -> dict:
         if cell["cell_type"] != "code":
             continue
         if "parameters" in cell["metadata"].get("tags", []):
-            namespace.update(parameters(root), workers=1)
+            exec(compile("".join(cell["source"]), "audit.ipynb", "exec"), namespace)
+            namespace.update(parameters(root), workers=1)  # papermill's injected values
             continue
         exec(compile("".join(cell["source"]), "audit.ipynb", "exec"), namespace)
     return namespace
