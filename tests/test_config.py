@@ -87,3 +87,15 @@ def test_yaml_syntax_errors_name_file_and_line(tmp_path):
     path.write_text("seed: 0\nscales: [4\n")
     with pytest.raises(ValueError, match=r"bad.yaml:\d+:\d+"):
         strict_load(path)
+
+
+def test_check_config_command_names_the_file_and_line_snakemake_does_not(tmp_path, capsys):
+    from litesr.cli import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("seed: 0\nmodels: [a, b\n")
+    assert main(["check-config", str(REPO / "config" / "config.yaml"), str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert f"{bad}:3:1:" in err, err
+    assert main(["check-config", str(REPO / "config" / "config.yaml")]) == 0
+    assert "valid YAML" in capsys.readouterr().out

@@ -31,6 +31,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
 # Sub-commands that live beside the code they drive: each module has ``add_parser(sub)``,
 # which adds its sub-parser and sets ``func`` (called with the parsed arguments).
 PLUGGED_COMMANDS: tuple[str, ...] = (
+    "litesr.config_check",
     "litesr.models.authors",
     "litesr.tools.upscale",
     "litesr.tools.export",
