@@ -422,6 +422,19 @@ def test_plan_starts_from_an_existing_model():
     }
 
 
+def test_plan_trains_each_seed_on_its_own_patch_set_and_names_the_extra_seeds():
+    config = paper_config(seeds=[0, 7])
+    plan = ail_plan(config["methods"]["ail"], config, PATHS)
+    made = {m.name: m for m in plan.made}
+    assert set(made) == {"ail-w13-plain", "ail-w13-ail", "ail-w13-plain-s7", "ail-w13-ail-s7"}
+    assert made["ail-w13-ail"].params["recipe"]["seed"] == 0
+    assert made["ail-w13-ail"].params["patches"] == PATCHES  # the first seed: as without seeds
+    assert made["ail-w13-ail-s7"].params["recipe"]["seed"] == 7
+    assert made["ail-w13-ail-s7"].params["patches"] == {**PATCHES, "seed": PATCHES["seed"] + 1}
+    assert plan.roles["plain"] == ["ail-w13-plain", "ail-w13-plain-s7"]
+    assert plan.roles["pretrain"] == ["authors-ail_vdsr13_plain"]
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -500,3 +513,30 @@ def test_importance_figure_shows_at_most_six_rounds():
 
     assert shown_rounds(3) == [0, 1, 2]
     assert shown_rounds(10) == [0, 2, 4, 5, 7, 9]
+
+
+def test_ail_table_averages_seeds_and_shows_their_spread():
+    from litesr.methods.ail.report import ail_table
+
+    models = ["start", "p0", "p1", "a0", "a1"]
+    summary = pd.DataFrame(
+        {
+            "model": models,
+            "set": "Set5",
+            "scale": 4,
+            "psnr_y": [30.0, 30.1, 30.3, 30.4, 30.5],
+            "ssim_y": [0.80, 0.81, 0.83, 0.84, 0.84],
+        }
+    )
+    cost = pd.DataFrame({"model": models, "scale": 4, "params": 1000, "macs_720p_G": 1.0})
+    catalog = cost[["model", "scale"]].assign(
+        method=["authors", "ail", "ail", "ail", "ail"],
+        variant=["p", "plain", "plain", "ail", "ail"],
+        size=13,
+    )
+    table = ail_table(summary, cost, catalog, "teacher", "start")
+    assert table.loc["w13 plain, mean of 2 seeds", "Set5 ×4"] == "30.20 / 0.8200"
+    assert table.loc["w13 plain, seed spread (max − min)", "Set5 ×4"] == "0.20 dB"
+    assert table.loc["w13 ail, seed spread (max − min)", "Set5 ×4"] == "0.10 dB"
+    assert table.loc["w13 gain ail−plain", "Set5 ×4"] == "+0.25 dB"
+    assert table.loc["w13 gain ail−pretrained", "Set5 ×4"] == "+0.45 dB"

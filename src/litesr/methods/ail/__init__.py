@@ -11,6 +11,9 @@ patch set when ``patches`` is given (the teacher's outputs then computed once pe
 - ``noteacher``: the ablation whose initial importance is the constant ``uniform_init``
   (the authors' code has no such variant; the constant is our choice).
 
+With ``seeds``, every variant is trained once per seed (each seed on its own patch set); the
+table and the scorecard average over the seeds and show their spread.
+
 Schedule in the authors' code: 10 rounds × 50 epochs, SGD (momentum 0.9, weight decay
 1e-4), lr 0.1 ÷ 10 every 10 epochs and reset each round, gradient-norm clip 0.4.
 """
@@ -31,9 +34,16 @@ from litesr.train.spec import TrainSpec
 __all__ = ["METHOD", "VARIANTS", "AILTask", "Importance", "round_files", "train_rounds"]
 
 
-def student(width: int, variant: str) -> str:
-    """The model name of a student."""
-    return f"ail-w{width}-{variant}"
+def student(width: int, variant: str, seed: int | None = None) -> str:
+    """The model name of a student; ``seed`` for a seed after the first."""
+    return f"ail-w{width}-{variant}" + ("" if seed is None else f"-s{seed}")
+
+
+def seeded(section: dict[str, Any], config: dict[str, Any]) -> list[tuple[int, int | None]]:
+    """(training seed, name suffix seed) of each seed of the variants: the first seed's
+    students keep the plain name."""
+    seeds = section.get("seeds", [config.get("seed", 0)])
+    return [(s, None if i == 0 else s) for i, s in enumerate(seeds)]
 
 
 def vdsr_args(config: dict[str, Any], key: str, name: str) -> dict[str, Any]:
@@ -75,7 +85,6 @@ def plan(section: dict[str, Any], config: dict[str, Any], paths: Paths) -> Plan:
         raise ValueError(f"ail.maps.width: {width0} is not one of ail.widths {widths}")
     if maps["set"] not in paths.test_sets:
         raise ValueError(f"ail.maps.set: {maps['set']!r} is not a test set {paths.test_sets}")
-    recipe = {"seed": config.get("seed", 0), **section["round"]}
 
     trained = [
         TrainedModel(
@@ -88,9 +97,10 @@ def plan(section: dict[str, Any], config: dict[str, Any], paths: Paths) -> Plan:
         for w in widths
         if start is None
     ]
+    seeds = seeded(section, config)
     made = [
         MadeModel(
-            name=student(w, v),
+            name=student(w, v, suffix),
             step="rounds",
             inputs={
                 "init": start or student(w, "pretrain"),
@@ -100,14 +110,15 @@ def plan(section: dict[str, Any], config: dict[str, Any], paths: Paths) -> Plan:
             params={
                 "variant": v,
                 "rounds": rounds,
-                "recipe": recipe,
+                "recipe": {"seed": seed, **section["round"]},
                 "importance": section.get("importance", {}),
                 "size": w,
-                **({"patches": patches} if patches else {}),
+                **({"patches": {**patches, "seed": patches.get("seed", 0) + i}} if patches else {}),
             },
         )
         for w in widths
         for v in variants
+        for i, (seed, suffix) in enumerate(seeds)
     ]
     maps_student = student(width0, "ail")
     figures = [
@@ -162,11 +173,11 @@ def plan(section: dict[str, Any], config: dict[str, Any], paths: Paths) -> Plan:
             "authors' students are imported, their own AIL − pretrained gain is shown too.",
         )
     ]
-    roles = {v: [student(width0, v)] for v in variants}
+    roles = {v: [student(width0, v, suffix) for _, suffix in seeds] for v in variants}
     roles |= {"pretrain": [start or student(width0, "pretrain")], "teacher": [teacher]}
     teacher_width = vdsr_args(config, "ail.teacher", teacher)["width"]
     if "ail" in variants and teacher_width // 2 in widths:
-        roles["quarter"] = [student(teacher_width // 2, "ail")]
+        roles["quarter"] = [student(teacher_width // 2, "ail", suffix) for _, suffix in seeds]
     return Plan(trained=trained, made=made, figures=figures, tables=tables, roles=roles)
 
 

@@ -183,43 +183,52 @@ def ail_table(
         cost[["model", "scale", "params", "macs_720p_G"]], on=["model", "scale"], how="left"
     )
     measured["column"] = measured.set + " ×" + measured.scale.astype(str)
-    measured["cell"] = (
-        measured.psnr_y.map("{:.2f}".format) + " / " + measured.ssim_y.map("{:.4f}".format)
-    )
-    cells = measured.pivot_table(index="model", columns="column", values="cell", aggfunc="first")
     psnr = measured.pivot_table(index="model", columns="column", values="psnr_y")
+    ssim = measured.pivot_table(index="model", columns="column", values="ssim_y")
     cost_of = measured.groupby("model")[["params", "macs_720p_G"]].first()
     info = rows.groupby("model")[["width", "variant"]].first()
 
-    def row(model: str) -> dict[str, str]:
+    def row(models: list[str]) -> dict[str, str]:
+        """The mean over ``models`` (seeds of one variant)."""
+        p, q = psnr.loc[models].mean(), ssim.loc[models].mean()
         return {
-            "params": f"{int(cost_of.params[model]):,}",
-            "MACs_720p_G": f"{cost_of.macs_720p_G[model]:.2f}",
-            **cells.loc[model].to_dict(),
+            "params": f"{int(cost_of.params[models[0]]):,}",
+            "MACs_720p_G": f"{cost_of.macs_720p_G[models[0]]:.2f}",
+            **{c: f"{p[c]:.2f} / {q[c]:.4f}" for c in p.index if not np.isnan(p[c])},
         }
 
-    def gain(better: str, base: str) -> dict[str, str]:
-        return (psnr.loc[better] - psnr.loc[base]).map("{:+.2f} dB".format).to_dict()
+    def gain(better: list[str], base: list[str]) -> dict[str, str]:
+        diff = (psnr.loc[better].mean() - psnr.loc[base].mean()).dropna()
+        return diff.map("{:+.2f} dB".format).to_dict()
+
+    def spread(models: list[str]) -> dict[str, str]:
+        return (psnr.loc[models].max() - psnr.loc[models].min()).map("{:.2f} dB".format).to_dict()
 
     out: dict[str, dict] = {}
     if teacher in info.index:
-        out[f"{teacher} (VDSR teacher)"] = row(teacher)
+        out[f"{teacher} (VDSR teacher)"] = row([teacher])
     students = info[info.variant != "teacher"]
     for width, group in students.groupby("width"):
         w = f"w{int(width)}"
-        by_variant = dict(zip(group.variant, group.index, strict=True))
+        by_variant = {v: sorted(g.index) for v, g in group.groupby("variant")}
         for variant in ("pretrain", "plain", "ail", "noteacher"):
-            if variant in by_variant:
-                model = by_variant[variant]
-                label = f"pretrained: {model}" if model == start else variant
-                out[f"{w} {label}"] = row(model)
+            models = by_variant.get(variant)
+            if not models:
+                continue
+            if models == [start]:
+                out[f"{w} pretrained: {start}"] = row(models)
+            elif len(models) == 1:
+                out[f"{w} {variant}"] = row(models)
+            else:
+                out[f"{w} {variant}, mean of {len(models)} seeds"] = row(models)
+                out[f"{w} {variant}, seed spread (max − min)"] = spread(models)
         if {"pretrain", "ail"} <= set(by_variant):
             out[f"{w} gain ail−pretrained"] = gain(by_variant["ail"], by_variant["pretrain"])
         if {"plain", "ail"} <= set(by_variant):
             out[f"{w} gain ail−plain"] = gain(by_variant["ail"], by_variant["plain"])
     if {AUTHORS_PLAIN, AUTHORS_AIL} <= set(psnr.index):
         if start != AUTHORS_PLAIN:
-            out[f"authors' pretrained: {AUTHORS_PLAIN}"] = row(AUTHORS_PLAIN)
-        out[f"authors' ail: {AUTHORS_AIL}"] = row(AUTHORS_AIL)
-        out["authors' gain ail−pretrained"] = gain(AUTHORS_AIL, AUTHORS_PLAIN)
+            out[f"authors' pretrained: {AUTHORS_PLAIN}"] = row([AUTHORS_PLAIN])
+        out[f"authors' ail: {AUTHORS_AIL}"] = row([AUTHORS_AIL])
+        out["authors' gain ail−pretrained"] = gain([AUTHORS_AIL], [AUTHORS_PLAIN])
     return pd.DataFrame.from_dict(out, orient="index").fillna("")
