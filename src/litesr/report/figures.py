@@ -54,6 +54,9 @@ def psnr_vs_cost(summary: str, cost: str, out: str) -> Path:
             legend=ax is axes[0][-1],
         )
         ax.set_xscale("log")
+        # Over less than a decade the log axis labels its minor ticks too: turn them so
+        # that they do not overlap.
+        ax.tick_params(axis="x", which="both", labelrotation=40, labelsize=7)
         ax.set_xlabel(COST_AXES[col])
         ax.set_ylabel("PSNR-Y (dB)")
     if len(axes_cols):
