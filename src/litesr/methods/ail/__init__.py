@@ -39,13 +39,6 @@ def student(width: int, variant: str, seed: int | None = None) -> str:
     return f"ail-w{width}-{variant}" + ("" if seed is None else f"-s{seed}")
 
 
-def seeded(section: dict[str, Any], config: dict[str, Any]) -> list[tuple[int, int | None]]:
-    """(training seed, name suffix seed) of each seed of the variants: the first seed's
-    students keep the plain name."""
-    seeds = section.get("seeds", [config.get("seed", 0)])
-    return [(s, None if i == 0 else s) for i, s in enumerate(seeds)]
-
-
 def vdsr_args(config: dict[str, Any], key: str, name: str) -> dict[str, Any]:
     """The args of the vdsr model ``name`` (of ``models`` or an imported authors' model); a
     ValueError naming ``key`` otherwise."""
@@ -97,10 +90,15 @@ def plan(section: dict[str, Any], config: dict[str, Any], paths: Paths) -> Plan:
         for w in widths
         if start is None
     ]
-    seeds = seeded(section, config)
+    seeds = section.get("seeds", [config.get("seed", 0)])
+
+    def names(width: int, variant: str) -> list[str]:
+        """The students of every seed; the first seed's keeps the plain name."""
+        return [student(width, variant, s if i else None) for i, s in enumerate(seeds)]
+
     made = [
         MadeModel(
-            name=student(w, v, suffix),
+            name=names(w, v)[i],
             step="rounds",
             inputs={
                 "init": start or student(w, "pretrain"),
@@ -118,7 +116,7 @@ def plan(section: dict[str, Any], config: dict[str, Any], paths: Paths) -> Plan:
         )
         for w in widths
         for v in variants
-        for i, (seed, suffix) in enumerate(seeds)
+        for i, seed in enumerate(seeds)
     ]
     maps_student = student(width0, "ail")
     figures = [
@@ -173,11 +171,11 @@ def plan(section: dict[str, Any], config: dict[str, Any], paths: Paths) -> Plan:
             "authors' students are imported, their own AIL − pretrained gain is shown too.",
         )
     ]
-    roles = {v: [student(width0, v, suffix) for _, suffix in seeds] for v in variants}
+    roles = {v: names(width0, v) for v in variants}
     roles |= {"pretrain": [start or student(width0, "pretrain")], "teacher": [teacher]}
     teacher_width = vdsr_args(config, "ail.teacher", teacher)["width"]
     if "ail" in variants and teacher_width // 2 in widths:
-        roles["quarter"] = [student(teacher_width // 2, "ail", suffix) for _, suffix in seeds]
+        roles["quarter"] = names(teacher_width // 2, "ail")
     return Plan(trained=trained, made=made, figures=figures, tables=tables, roles=roles)
 
 
