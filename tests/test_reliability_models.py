@@ -1,0 +1,94 @@
+"""Model sizes and smallest inputs known before building; content hashes in model files."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from litesr.models import available, build
+from litesr.models.limits import (
+    FORMULAS,
+    check_size,
+    estimate_size,
+    min_input_size,
+    min_input_size_of,
+)
+
+# Several argument sets per architecture, pruned and re-parameterisable forms included.
+SHAPES = {
+    "edsr": [
+        {"scale": 4},
+        {"scale": 3, "n_resblocks": 2, "n_feats": 8},
+        {"scale": 2, "n_resblocks": 3, "n_feats": 8, "block_widths": [3, 4, 5]},
+    ],
+    "rlfn": [
+        {"scale": 4},
+        {"scale": 4, "feature_channels": 44, "mid_channels": 38, "esa_channels": 16,
+         "n_blocks": 4, "rrb_expand": 16},
+        {"scale": 2, "n_blocks": 2, "block_widths": [[3, 4], [5, 6]], "bias": True},
+    ],
+    "vdsr": [{"scale": 2}, {"scale": 3, "width": 5, "depth": 3}],
+    "plain": [{"scale": 4}, {"scale": 4, "widths": [8, 32, 12], "factors": [1, 2, 2]}],
+}
+
+
+def test_every_architecture_has_a_size_formula() -> None:
+    assert set(available()) <= set(FORMULAS)
+    assert set(available()) <= set(SHAPES)
+
+
+@pytest.mark.parametrize(("arch", "args"), [(a, s) for a, ss in SHAPES.items() for s in ss])
+def test_size_estimate_is_exact(arch: str, args: dict) -> None:
+    with torch.device("meta"):
+        model = build(arch, **args)
+    size = estimate_size(arch, args)
+    assert size.params == sum(t.numel() for t in model.state_dict().values())
+    assert size.layers == sum(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+
+
+@pytest.mark.parametrize(
+    "args",
+    [{"n_resblocks": 10**7, "n_feats": 8}, {"n_feats": 10**6}, {"n_resblocks": 20_000, "n_feats": 1}],
+)
+def test_a_huge_model_is_refused_before_it_is_built(args: dict) -> None:
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match="the limit is 200,000,000 parameters"):
+        check_size("edsr", {"scale": 4, **args})
+    assert time.perf_counter() - start < 0.1
+
+
+def test_the_limits_can_be_raised(monkeypatch: pytest.MonkeyPatch) -> None:
+    args = {"scale": 2, "n_resblocks": 2, "n_feats": 64}
+    monkeypatch.setenv("LITESR_MAX_PARAMS", "1000")
+    with pytest.raises(ValueError, match="LITESR_MAX_PARAMS"):
+        check_size("edsr", args)
+    monkeypatch.setenv("LITESR_MAX_PARAMS", str(10**9))
+    assert check_size("edsr", args).params > 1000
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [({"n_feats": 8.0}, "whole numbers"), ({"n_feats": -3}, "negative"), ({"nope": 1}, "bad arg")],
+)
+def test_bad_arguments_are_refused_by_the_estimate(args: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        estimate_size("edsr", {"scale": 2, **args})
+
+
+@pytest.mark.parametrize(("arch", "args"), [(a, s) for a, ss in SHAPES.items() for s in ss])
+def test_min_input_size_is_the_smallest_side_that_runs(arch: str, args: dict) -> None:
+    side = min_input_size(arch, args)
+    model = build(arch, **args).eval()
+    with torch.no_grad():
+        assert model(torch.rand(1, 3, side, side)).shape[-1] == side * args["scale"]
+        if side > 1:
+            with pytest.raises(RuntimeError):
+                model(torch.rand(1, 3, side - 1, side - 1))
+    assert min_input_size_of(model) == side
+
+
+def test_rlfn_needs_15_pixels_edsr_one() -> None:
+    assert min_input_size("rlfn", SHAPES["rlfn"][1]) == 15
+    assert min_input_size("edsr", {"scale": 4, "n_resblocks": 1, "n_feats": 4}) == 1
