@@ -217,11 +217,15 @@ def test_store_files_are_byte_identical(tmp_path: Path) -> None:
     assert got["args"] == args and got["history"] == meta["history"]
 
 
-def test_store_refuses_a_small_file_asking_for_a_huge_model(tmp_path: Path) -> None:
+def test_store_refuses_a_small_file_asking_for_a_huge_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The header is checked against a meta-device model before anything is allocated: an
-    EDSR of 2048 features x 32 blocks (2.7 G parameters, 11 GB) is never built."""
+    EDSR of 2048 features x 32 blocks (2.7 G parameters, 11 GB) is never built, even with
+    the parameter limit raised above it."""
     import time
 
+    monkeypatch.setenv("LITESR_MAX_PARAMS", str(10**10))
     path = tmp_path / "bomb.safetensors"
     args = json.dumps({"scale": 2, "n_feats": 2048, "n_resblocks": 32})
     save_file({"head.weight": torch.zeros(2)}, str(path), metadata={"arch": "edsr", "args": args})

@@ -73,8 +73,10 @@ def _rlfn(a: dict[str, Any]) -> Size:
 
     def conv3x3(c_in: int, c_out: int) -> Size:
         if expand:  # RepBlock: 3×3 to `expand`, 1×1 back, parallel 1×1
-            return conv(c_in, expand, 3, bias) + conv(expand, c_out, 1, bias) + conv(
-                c_in, c_out, 1, bias
+            return (
+                conv(c_in, expand, 3, bias)
+                + conv(expand, c_out, 1, bias)
+                + conv(c_in, c_out, 1, bias)
             )
         return conv(c_in, c_out, 3, bias)
 
@@ -86,9 +88,7 @@ def _rlfn(a: dict[str, Any]) -> Size:
     m = a["mid_channels"]
     widths = a["block_widths"]
     blocks = (
-        block(m, m) * a["n_blocks"]
-        if widths is None
-        else sum((block(*w) for w in widths), NOTHING)
+        block(m, m) * a["n_blocks"] if widths is None else sum((block(*w) for w in widths), NOTHING)
     )
     tail = conv(f, f, 3, bias) + conv(f, 3 * a["scale"] ** 2, 3, bias)
     return conv(3, f, 3, bias) + blocks + tail

@@ -2,13 +2,21 @@
 
 Files are deterministic: the same weights, arch, args and meta give the same bytes (the
 header's metadata and tensor entries are written in sorted order; safetensors itself writes
-its metadata map in a random order). Loading checks every tensor's name and shape in the
-file's header against the model its metadata describes, built without memory on torch's
-``meta`` device, before any real model or tensor is allocated.
+its metadata map in a random order). Loading first sizes the model its metadata describes by
+formula (:func:`litesr.models.limits.check_size`: a file asking for ten million blocks is
+refused at once), then checks every tensor's name and shape in the file's header against
+that model built without memory on torch's ``meta`` device, before any real model or tensor
+is allocated.
+
+Every file written here carries the SHA-256 of each tensor's bytes and of its other metadata
+(the ``sha256`` metadata entry), checked on every load and by :func:`verify_model_file`: a
+flipped byte is refused, naming the file and the tensor. A file without that entry (written
+before it existed, or by other tools) is loaded without the check.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import struct
@@ -17,15 +25,19 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file
+from safetensors.torch import load as load_bytes
 from safetensors.torch import save as save_bytes
 from torch import nn
 
 from litesr import __version__
 from litesr.atomic import atomic_path
 from litesr.models import build
+from litesr.models.limits import check_size
 
-RESERVED_KEYS = ("arch", "args", "litesr_version")
+HASH_KEY = "sha256"
+RESERVED_KEYS = ("arch", "args", "litesr_version", HASH_KEY)
+# The entry of the hash map that covers the metadata (every entry but the hash map itself).
+META_ENTRY = "__metadata__"
 
 
 def save_model(
@@ -53,23 +65,90 @@ def save_model(
     }
     metadata |= {str(key): json.dumps(value, sort_keys=True) for key, value in meta.items()}
     tensors = {key: t.detach().cpu().contiguous() for key, t in model.state_dict().items()}
-    data = _canonical(save_bytes(tensors, metadata=metadata))
+    header, body = _split(save_bytes(tensors, metadata=metadata))
+    header[META_ENTRY][HASH_KEY] = json.dumps(_digests(header, body), sort_keys=True)
     with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
+        tmp.write_bytes(_canonical(header, body))
 
 
-def _canonical(data: bytes) -> bytes:
-    """The same safetensors file with its header in a fixed order: ``__metadata__`` first with
+def _split(data: bytes) -> tuple[dict[str, Any], memoryview]:
+    """A safetensors file's parsed header and its data section."""
+    if len(data) < 8:
+        raise ValueError("too short for a safetensors file")
+    (n,) = struct.unpack("<Q", data[:8])
+    if n > len(data) - 8:
+        raise ValueError(f"its header claims {n} bytes, more than the file holds")
+    try:
+        header = json.loads(data[8 : 8 + n])
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"its header is not JSON ({err})") from None
+    if not isinstance(header, dict):
+        raise ValueError("its header is not a JSON object")
+    return header, memoryview(data)[8 + n :]
+
+
+def _digests(header: dict[str, Any], body: memoryview) -> dict[str, str]:
+    """SHA-256 of each tensor's bytes (by name), and of the metadata without the hash map."""
+    meta = {k: v for k, v in (header.get(META_ENTRY) or {}).items() if k != HASH_KEY}
+    digests = {META_ENTRY: hashlib.sha256(_meta_text(meta)).hexdigest()}
+    for name, entry in header.items():
+        if name != META_ENTRY:
+            start, end = entry["data_offsets"]
+            digests[name] = hashlib.sha256(body[start:end]).hexdigest()
+    return digests
+
+
+def _meta_text(meta: dict[str, str]) -> bytes:
+    return json.dumps(dict(sorted(meta.items())), separators=(",", ":")).encode()
+
+
+def _canonical(header: dict[str, Any], body: memoryview) -> bytes:
+    """A safetensors file with its header in a fixed order: ``__metadata__`` first with
     sorted keys, then the tensors by name. The tensor bytes (already laid out by safetensors
     in a fixed order: by alignment, then name) and their offsets are unchanged."""
-    (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8 : 8 + n])
-    meta = header.pop("__metadata__", None) or {}
-    ordered: dict[str, Any] = {"__metadata__": dict(sorted(meta.items()))} if meta else {}
+    header = dict(header)
+    meta = header.pop(META_ENTRY, None) or {}
+    ordered: dict[str, Any] = {META_ENTRY: dict(sorted(meta.items()))} if meta else {}
     ordered |= {name: header[name] for name in sorted(header)}
     text = json.dumps(ordered, separators=(",", ":"), ensure_ascii=False).encode()
     text += b" " * (-len(text) % 8)  # safetensors pads the header to 8 bytes
-    return struct.pack("<Q", len(text)) + text + data[8 + n :]
+    return struct.pack("<Q", len(text)) + text + bytes(body)
+
+
+def verify_model_file(path: str | os.PathLike[str]) -> bool:
+    """Check a model file's bytes against the SHA-256 digests it carries.
+
+    ``True`` when every tensor and the metadata match, ``False`` when the file carries no
+    digests (nothing to check); a mismatch raises ``ValueError`` naming the file and what
+    differs.
+    """
+    return _verified(Path(path), Path(path).read_bytes())
+
+
+def _verified(path: Path, data: bytes) -> bool:
+    """:func:`verify_model_file` on the file's bytes ``data``."""
+    try:
+        header, body = _split(data)
+    except ValueError as err:
+        raise ValueError(f"{path} is not a readable safetensors file: {err}") from None
+    stored = (header.get(META_ENTRY) or {}).get(HASH_KEY)
+    if stored is None:
+        return False
+    try:
+        expected = json.loads(stored)
+        found = _digests(header, body)
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{path}: malformed tensor digests ({err}); the file is damaged") from None
+    if not isinstance(expected, dict):
+        raise ValueError(f"{path}: malformed tensor digests; the file is damaged")
+    wrong = sorted(k for k in expected.keys() | found.keys() if expected.get(k) != found.get(k))
+    if wrong:
+        what = ", ".join("metadata" if k == META_ENTRY else f"tensor {k}" for k in wrong[:5])
+        raise ValueError(
+            f"{path} is corrupted: the SHA-256 of {what}{' ...' if len(wrong) > 5 else ''} "
+            "differs from the one saved with it; restore or rebuild the file"
+        )
+    return True
 
 
 def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -91,7 +170,7 @@ def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ValueError(f"{path} has malformed model args {raw['args']!r}: {err}") from err
     if not isinstance(args, dict):
         raise ValueError(f"{path} has model args that are not a mapping: {raw['args']!r}")
-    meta: dict[str, Any] = {key: _parse(value) for key, value in raw.items()}
+    meta: dict[str, Any] = {key: _parse(value) for key, value in raw.items() if key != HASH_KEY}
     meta |= {key: raw[key] for key in ("arch", "litesr_version") if key in raw}
     meta["args"] = args
     return meta
@@ -110,12 +189,18 @@ def load_model(
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model saved at ``path`` (in eval mode, on ``device``) and return its metadata.
 
-    The tensor names and shapes in the file's header must be exactly those of the model its
-    metadata describes; this is checked on a memory-free ``meta``-device model, so a small
-    file asking for a huge model is refused before anything large is allocated.
+    The model its metadata describes must be within the size limits, its tensor names and
+    shapes in the file's header exactly those of that model (checked on a memory-free
+    ``meta``-device model), and its bytes those of the digests it carries, so a small file
+    asking for a huge model is refused before anything large is allocated and a corrupted
+    one is refused before it is used.
     """
     path = Path(path)
     meta = read_meta(path)
+    try:
+        check_size(meta["arch"], meta["args"])
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
     with torch.device("meta"):
         try:
             skeleton = build(meta["arch"], **meta["args"])
@@ -128,8 +213,10 @@ def load_model(
         model = build(meta["arch"], **meta["args"])
     except ValueError as err:
         raise ValueError(f"{path}: cannot rebuild the model: {err}") from err
+    data = path.read_bytes()
+    _verified(path, data)
     try:
-        state = load_file(path, device=str(device))
+        state = load_bytes(data)
     except SafetensorError as err:
         raise ValueError(f"{path} is not a readable safetensors file: {err}") from err
     try:
