@@ -5,6 +5,7 @@ agree, and an untouched evaluation passes."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -68,6 +69,7 @@ def parameters(root: Path) -> dict:
         "summary_tsv": str(root / "summary.tsv"),
         "sr_dir_pattern": str(root / SR),
         "hr_dir_pattern": str(root / HR),
+        "model_files_json": json.dumps([str(root / "m.safetensors")]),
     }
 
 
@@ -186,4 +188,18 @@ def test_an_edited_summary_fails(evaluation, tmp_path):
     summary.loc[0, "ssim_y"] += 1e-5
     write_tsv(summary, dest / "summary.tsv")
     with pytest.raises(AssertionError, match="ssim_y"):
+        run_cells(dest)
+
+
+def test_a_model_file_with_one_flipped_byte_fails(evaluation, tmp_path):
+    """The byte's file keeps its modification time: only the digests it carries can tell."""
+    dest = tmp_path / "flip"
+    shutil.copytree(evaluation, dest)
+    model = dest / "m.safetensors"
+    stat = model.stat()
+    data = bytearray(model.read_bytes())
+    data[-3] ^= 0x01
+    model.write_bytes(bytes(data))
+    os.utime(model, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    with pytest.raises(ValueError, match=re.escape(str(model))):
         run_cells(dest)

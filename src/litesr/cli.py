@@ -23,9 +23,10 @@ def user_errors() -> tuple[type[BaseException], ...]:
     traceback. Imported late, so that ``--quiet`` is set before tqdm is first imported."""
     from litesr.atomic import OutputBusy
     from litesr.data.download import DownloadError
+    from litesr.report.audit import AuditFailed
     from litesr.train.loop import TrainingDiverged
 
-    return (ValueError, OSError, DownloadError, TrainingDiverged, OutputBusy)
+    return (ValueError, OSError, DownloadError, TrainingDiverged, OutputBusy, AuditFailed)
 
 
 # Sub-commands that live beside the code they drive: each module has ``add_parser(sub)``,
@@ -35,6 +36,7 @@ PLUGGED_COMMANDS: tuple[str, ...] = (
     "litesr.models.authors",
     "litesr.tools.upscale",
     "litesr.tools.export",
+    "litesr.report.audit",
 )
 
 

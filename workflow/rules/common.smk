@@ -34,9 +34,13 @@ wildcard_constraints:
     dataset=r"[A-Za-z0-9_.-]+",
 
 
-def as_json(value):
-    """A value as a shell-quoted JSON argument."""
-    return "'" + json.dumps(value).replace("'", "'\\''") + "'"
+def to_json(value):
+    """A value as one JSON argument; rules quote it with ``:q`` in their shell line.
+
+    Params are functions of the wildcards only (never of ``input``/``output``): Snakemake
+    records those, and reruns a job when one of them changes (``--rerun-triggers params``).
+    """
+    return json.dumps(value, sort_keys=True)
 
 
 def recipe(model):
@@ -58,26 +62,27 @@ def evaluated():
     return ["bicubic", *reported_models()]
 
 
-def set_dir(set_name, scale):
-    return f"results/data/{set_name}/x{scale}"
-
-
-def model_file(model, scale):
-    return f"results/models/{model}/x{scale}/model.safetensors"
+# Every path is spelled once, in litesr.methods.plan.Paths; rules name them through these.
+set_dir = PATHS.data
+model_file = PATHS.model
+train_log = PATHS.train_log
+SUMMARY, COST, CATALOG = PATHS.summary, PATHS.cost, PATHS.catalog
+SCORECARD, AUDIT, REPORT = PATHS.scorecard, PATHS.audit, PATHS.report
 
 
 def eval_tables(wildcards=None):
-    return expand(
-        "results/eval/{model}/x{scale}/{set}.tsv", model=evaluated(), scale=SCALES, set=TEST_SETS
-    )
+    return [
+        PATHS.evaluation(m, s, t) for m in evaluated() for s in SCALES for t in TEST_SETS
+    ]
+
+
+def sr_dirs(wildcards=None):
+    """The SR image folders of eval_tables(), in the same order."""
+    return [PATHS.sr(m, s, t) for m in evaluated() for s in SCALES for t in TEST_SETS]
 
 
 def all_model_files(wildcards=None):
-    return expand(
-        "results/models/{model}/x{scale}/model.safetensors",
-        model=reported_models(),
-        scale=SCALES,
-    )
+    return [model_file(m, s) for m in reported_models() for s in SCALES]
 
 
 def model_names():
@@ -85,8 +90,8 @@ def model_names():
     return [m for m in reported_models() for _ in SCALES]
 
 
-def train_logs():
-    return expand("results/models/{model}/x{scale}/train_log.tsv", model=MODELS, scale=SCALES)
+def train_logs(wildcards=None):
+    return [train_log(m, s) for m in MODELS for s in SCALES]
 
 
 def download_input(wildcards):
@@ -111,16 +116,12 @@ CAPTIONS = {
 def report_figures(wildcards=None):
     """``[title, png, caption]`` of every figure of the PDF: the core's, then the methods'."""
     figures = [
-        ("PSNR against cost", "results/figures/psnr_vs_cost.png", CAPTIONS["psnr_vs_cost"]),
-        (
-            "Training curves",
-            "results/figures/training_curves.png",
-            CAPTIONS["training_curves"],
-        ),
+        ("PSNR against cost", PATHS.figure("psnr_vs_cost"), CAPTIONS["psnr_vs_cost"]),
+        ("Training curves", PATHS.figure("training_curves"), CAPTIONS["training_curves"]),
     ]
     if CROP:
         figures += [
-            (f"Visual comparison ×{s}", f"results/figures/crops_x{s}.png", CAPTIONS["crops"])
+            (f"Visual comparison ×{s}", PATHS.figure(f"crops_x{s}"), CAPTIONS["crops"])
             for s in SCALES
         ]
     return figures + [(f.title, PATHS.figure(f.name), f.caption) for _, f in PLAN.figures]
@@ -146,14 +147,15 @@ def made_inputs(w):
     return {role: made_input(ref, w.scale) for role, ref in model.inputs.items()}
 
 
-def made_spec(w, input, output):
+def made_spec(w):
+    """The JSON spec of a method step: its params, its input files and its outputs."""
     method, model = PLAN.made[w.model]
     return {
         **model.params,
-        **{role: input[role] for role in model.inputs},
+        **made_inputs(w),
         "scale": int(w.scale),
-        "out": output.model,
-        "log": output.log,
+        "out": model_file(w.model, w.scale),
+        "log": train_log(w.model, w.scale),
         "stages": PATHS.stages(w.model, w.scale),
         "device": config.get("device", "cpu"),
     }

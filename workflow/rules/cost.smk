@@ -12,7 +12,7 @@ rule cost:
     input:
         all_model_files,
     output:
-        "results/tables/cost.tsv",
+        COST,
     params:
         threads=config.get("cost", {}).get("threads", 1),
         device=config.get("cost", {}).get("device", "auto"),
@@ -23,8 +23,8 @@ rule cost:
     benchmark:
         "benchmarks/out/cost.tsv"
     shell:
-        "litesr --quiet --log-file {log} cost --threads {params.threads} --device {params.device} --out {output}"
-        " --names {params.names} -- {input}"
+        "litesr --quiet --log-file {log:q} cost --threads {params.threads:q}"
+        " --device {params.device:q} --out {output:q} --names {params.names:q} -- {input:q}"
 
 
 rule catalog:
@@ -33,7 +33,7 @@ rule catalog:
     input:
         all_model_files,
     output:
-        "results/tables/models.tsv",
+        CATALOG,
     params:
         names=lambda w: model_names(),
     log:
@@ -41,4 +41,5 @@ rule catalog:
     benchmark:
         "benchmarks/out/catalog.tsv"
     shell:
-        "litesr --quiet --log-file {log} catalog --out {output} --names {params.names} -- {input}"
+        "litesr --quiet --log-file {log:q} catalog --out {output:q} --names {params.names:q}"
+        " -- {input:q}"

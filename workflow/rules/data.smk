@@ -13,11 +13,13 @@ rule download:
     benchmark:
         "benchmarks/out/download/{dataset}.tsv"
     params:
+        # The output's parent: a path, which the output itself already tracks.
         root=lambda w, output: os.path.dirname(output[0]),
     resources:
         downloads=1,
     shell:
-        "litesr --quiet --log-file {log} download --dataset {wildcards.dataset} --root {params.root}"
+        "litesr --quiet --log-file {log:q} download --dataset {wildcards.dataset:q}"
+        " --root {params.root:q}"
 
 
 rule prepare:
@@ -26,9 +28,9 @@ rule prepare:
     input:
         prepare_input,
     output:
-        directory("results/data/{set}/x{scale}"),
+        directory(set_dir("{set}", "{scale}")),
     params:
-        where=lambda w: as_json(SETS[w.set]),
+        where=lambda w: to_json(SETS[w.set]),
         source=DATA["source"],
         root=DOWNLOAD_ROOT,
     log:
@@ -36,5 +38,6 @@ rule prepare:
     benchmark:
         "benchmarks/out/prepare/{set}_x{scale}.tsv"
     shell:
-        "litesr --quiet --log-file {log} prepare --source {params.source} --where {params.where}"
-        " --scale {wildcards.scale} --download-root {params.root} --out {output}"
+        "litesr --quiet --log-file {log:q} prepare --source {params.source:q}"
+        " --where {params.where:q} --scale {wildcards.scale} --download-root {params.root:q}"
+        " --out {output:q}"

@@ -11,10 +11,10 @@ rule evaluate:
         model=evaluated_model,
         data=lambda w: set_dir(w.set, w.scale),
     output:
-        tsv="results/eval/{model}/x{scale}/{set}.tsv",
-        sr=directory("results/sr/{model}/x{scale}/{set}"),
+        tsv=PATHS.evaluation("{model}", "{scale}", "{set}"),
+        sr=directory(PATHS.sr("{model}", "{scale}", "{set}")),
     params:
-        ref=lambda w, input: input.model or "bicubic",
+        ref=lambda w: evaluated_model(w) or "bicubic",
         device=config.get("device", "cpu"),
     threads: 1
     log:
@@ -22,10 +22,10 @@ rule evaluate:
     benchmark:
         "benchmarks/out/evaluate/{model}_x{scale}_{set}.tsv"
     shell:
-        "OMP_NUM_THREADS={threads} litesr --quiet --log-file {log} evaluate --model {params.ref}"
-        " --name {wildcards.model} --set {wildcards.set} --data {input.data}"
-        " --scale {wildcards.scale} --device {params.device} --out {output.tsv}"
-        " --save-dir {output.sr}"
+        "OMP_NUM_THREADS={threads} litesr --quiet --log-file {log:q} evaluate"
+        " --model {params.ref:q} --name {wildcards.model:q} --set {wildcards.set:q}"
+        " --data {input.data:q} --scale {wildcards.scale} --device {params.device:q}"
+        " --out {output.tsv:q} --save-dir {output.sr:q}"
 
 
 rule summarize:
@@ -34,10 +34,10 @@ rule summarize:
     input:
         eval_tables,
     output:
-        "results/tables/psnr_ssim.tsv",
+        SUMMARY,
     log:
         "logs/summarize.log",
     benchmark:
         "benchmarks/out/summarize.tsv"
     shell:
-        "litesr --quiet --log-file {log} summarize --out {output} {input}"
+        "litesr --quiet --log-file {log:q} summarize --out {output:q} {input:q}"

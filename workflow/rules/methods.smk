@@ -14,12 +14,12 @@ rule method_model:
     input:
         unpack(made_inputs),
     output:
-        model="results/models/{model}/x{scale}/model.safetensors",
-        log="results/models/{model}/x{scale}/train_log.tsv",
+        model=model_file("{model}", "{scale}"),
+        log=train_log("{model}", "{scale}"),
     params:
         method=lambda w: PLAN.made[w.model][0],
         step=lambda w: PLAN.made[w.model][1].step,
-        spec=lambda w, input, output: as_json(made_spec(w, input, output)),
+        spec=lambda w: to_json(made_spec(w)),
     threads: RES.get("train_threads", 2)
     resources:
         mem_mb=RES.get("train_mem_mb", 4000),
@@ -30,8 +30,8 @@ rule method_model:
     benchmark:
         "benchmarks/out/methods/{model}_x{scale}.tsv"
     shell:
-        "OMP_NUM_THREADS={threads} litesr --quiet --log-file {log} run {params.method} {params.step}"
-        " --spec {params.spec}"
+        "OMP_NUM_THREADS={threads} litesr --quiet --log-file {log:q} run {params.method:q}"
+        " {params.step:q} --spec {params.spec:q}"
 
 
 rule method_figure:
@@ -43,7 +43,7 @@ rule method_figure:
         unpack(lambda w: figure_of(w).files),
     output:
         report(
-            "results/figures/{figure}.png",
+            PATHS.figure("{figure}"),
             caption="../report/figure.rst",
             category="Methods",
             subcategory="{figure}",
@@ -51,10 +51,11 @@ rule method_figure:
     params:
         kind=lambda w: "{}.{}".format(METHOD_FIGURES[w.figure][0], figure_of(w).kind),
         caption=lambda w: figure_of(w).caption,
-        inputs=lambda w: as_json({**figure_of(w).files, **figure_of(w).params}),
+        inputs=lambda w: to_json({**figure_of(w).files, **figure_of(w).params}),
     log:
         "logs/figures/{figure}.log",
     benchmark:
         "benchmarks/out/figures/{figure}.tsv"
     shell:
-        "litesr --quiet --log-file {log} figure {params.kind} --inputs {params.inputs} --out {output}"
+        "litesr --quiet --log-file {log:q} figure {params.kind:q} --inputs {params.inputs:q}"
+        " --out {output:q}"

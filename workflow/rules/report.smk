@@ -7,41 +7,42 @@ rule figure_psnr_vs_cost:
     conda:
         "../../envs/litesr.yaml"
     input:
-        summary="results/tables/psnr_ssim.tsv",
-        cost="results/tables/cost.tsv",
+        summary=SUMMARY,
+        cost=COST,
     output:
         report(
-            "results/figures/psnr_vs_cost.png",
+            PATHS.figure("psnr_vs_cost"),
             caption="../report/figure.rst",
             category=FIGURE_CATEGORY,
         ),
     params:
         caption=CAPTIONS["psnr_vs_cost"],
-        inputs=lambda w, input: as_json({"summary": input.summary, "cost": input.cost}),
+        inputs=lambda w: to_json({"summary": SUMMARY, "cost": COST}),
     log:
         "logs/figures/psnr_vs_cost.log",
     benchmark:
         "benchmarks/out/figures/psnr_vs_cost.tsv"
     shell:
-        "litesr --quiet --log-file {log} figure psnr_vs_cost --inputs {params.inputs} --out {output}"
+        "litesr --quiet --log-file {log:q} figure psnr_vs_cost --inputs {params.inputs:q}"
+        " --out {output:q}"
 
 
 rule figure_training_curves:
     conda:
         "../../envs/litesr.yaml"
     input:
-        train_logs(),
+        train_logs,
     output:
         report(
-            "results/figures/training_curves.png",
+            PATHS.figure("training_curves"),
             caption="../report/figure.rst",
             category=FIGURE_CATEGORY,
         ),
     params:
         caption=CAPTIONS["training_curves"],
-        inputs=lambda w, input: as_json(
+        inputs=lambda w: to_json(
             {
-                "logs": list(input),
+                "logs": train_logs(),
                 "labels": [f"{m} ×{s}" for m in MODELS for s in SCALES],
             }
         ),
@@ -50,7 +51,8 @@ rule figure_training_curves:
     benchmark:
         "benchmarks/out/figures/training_curves.tsv"
     shell:
-        "litesr --quiet --log-file {log} figure training_curves --inputs {params.inputs} --out {output}"
+        "litesr --quiet --log-file {log:q} figure training_curves --inputs {params.inputs:q}"
+        " --out {output:q}"
 
 
 rule figure_crops:
@@ -61,16 +63,16 @@ rule figure_crops:
         data=lambda w: set_dir(CROP["set"], w.scale),
     output:
         report(
-            "results/figures/crops_x{scale}.png",
+            PATHS.figure("crops_x{scale}"),
             caption="../report/figure.rst",
             category=FIGURE_CATEGORY,
         ),
     params:
         caption=CAPTIONS["crops"],
-        inputs=lambda w, input: as_json(
+        inputs=lambda w: to_json(
             {
-                "models": {"bicubic": "bicubic", **dict(zip(MODELS, input.models))},
-                "data": input.data,
+                "models": {"bicubic": "bicubic", **{m: model_file(m, w.scale) for m in MODELS}},
+                "data": set_dir(CROP["set"], w.scale),
                 "image": CROP["image"],
                 "box": CROP["box"],
                 "scale": int(w.scale),
@@ -81,27 +83,27 @@ rule figure_crops:
     benchmark:
         "benchmarks/out/figures/crops_x{scale}.tsv"
     shell:
-        "litesr --quiet --log-file {log} figure crops --inputs {params.inputs} --out {output}"
+        "litesr --quiet --log-file {log:q} figure crops --inputs {params.inputs:q} --out {output:q}"
 
 
 rule scorecard:
     conda:
         "../../envs/litesr.yaml"
     input:
-        summary="results/tables/psnr_ssim.tsv",
-        cost="results/tables/cost.tsv",
+        summary=SUMMARY,
+        cost=COST,
     output:
         report(
-            "results/tables/scorecard.tsv",
+            SCORECARD,
             caption="../report/scorecard.rst",
             category="Scorecard",
         ),
     params:
-        spec=lambda w, input: as_json(
+        spec=lambda w: to_json(
             {
                 "claims": PLAN.claims,
-                "summary": input.summary,
-                "cost": input.cost,
+                "summary": SUMMARY,
+                "cost": COST,
                 "config": config_label(),
             }
         ),
@@ -110,7 +112,7 @@ rule scorecard:
     benchmark:
         "benchmarks/out/scorecard.tsv"
     shell:
-        "litesr --quiet --log-file {log} scorecard --spec {params.spec} --out {output}"
+        "litesr --quiet --log-file {log:q} scorecard --spec {params.spec:q} --out {output:q}"
 
 
 rule audit:
@@ -119,56 +121,60 @@ rule audit:
     input:
         notebook="notebooks/audit.ipynb",
         per_image=eval_tables,
-        sr=lambda w: expand(
-            "results/sr/{model}/x{scale}/{set}", model=evaluated(), scale=SCALES, set=TEST_SETS
-        ),
+        sr=sr_dirs,
         data=lambda w: [set_dir(s, scale) for scale in SCALES for s in TEST_SETS],
-        summary="results/tables/psnr_ssim.tsv",
-        cost="results/tables/cost.tsv",
-        scorecard="results/tables/scorecard.tsv",
+        models=all_model_files,
+        summary=SUMMARY,
+        cost=COST,
+        scorecard=SCORECARD,
     output:
-        "reports/audit.ipynb",
+        AUDIT,
     params:
-        per_image=lambda w, input: as_json(list(input.per_image)),
-        claims=lambda w: as_json(PLAN.claims),
-        # Functions, so that Snakemake does not take the braces for wildcards.
-        sr_pattern=lambda w: "results/sr/{model}/x{scale}/{set}",
-        hr_pattern=lambda w: os.path.join(set_dir("{set}", "{scale}"), "HR"),
-        tmp="reports/.audit.tmp.ipynb",
+        # A function, so that Snakemake does not take the braces of the patterns for
+        # wildcards; the notebook's parameters, as papermill injects them.
+        notebook=lambda w: to_json(
+            {
+                "per_image_json": json.dumps(eval_tables()),
+                "model_files_json": json.dumps(all_model_files()),
+                "claims_json": json.dumps(PLAN.claims),
+                "summary_tsv": SUMMARY,
+                "cost_tsv": COST,
+                "scorecard_tsv": SCORECARD,
+                "sr_dir_pattern": PATHS.sr("{model}", "{scale}", "{set}"),
+                "hr_dir_pattern": os.path.join(set_dir("{set}", "{scale}"), "HR"),
+            }
+        ),
+        stale=REPORT,
     threads: 4
     log:
         "logs/audit.log",
     benchmark:
         "benchmarks/out/audit.tsv"
     shell:
-        "papermill --log-output --kernel python3 {input.notebook} {params.tmp}"
-        " -p per_image_json {params.per_image} -p summary_tsv {input.summary}"
-        " -p sr_dir_pattern '{params.sr_pattern}' -p hr_dir_pattern '{params.hr_pattern}'"
-        " -p cost_tsv {input.cost} -p scorecard_tsv {input.scorecard} -p claims_json {params.claims}"
-        " -p workers {threads}"
-        " 2> {log} && mv {params.tmp} {output}"
+        "litesr --log-file {log:q} audit --notebook {input.notebook:q} --out {output:q}"
+        " --parameters {params.notebook:q} --workers {threads} --stale {params.stale:q}"
 
 
 rule report:
     conda:
         "../../envs/litesr.yaml"
     input:
-        summary="results/tables/psnr_ssim.tsv",
-        cost="results/tables/cost.tsv",
-        catalog="results/tables/models.tsv",
-        scorecard="results/tables/scorecard.tsv",
+        summary=SUMMARY,
+        cost=COST,
+        catalog=CATALOG,
+        scorecard=SCORECARD,
         figures=lambda w: [png for _, png, _ in report_figures()],
-        audit="reports/audit.ipynb",
+        audit=AUDIT,
     output:
-        "reports/all.pdf",
+        REPORT,
     params:
-        spec=lambda w, input: as_json(
+        spec=lambda w: to_json(
             {
                 "config": config,
-                "summary": input.summary,
-                "cost": input.cost,
-                "catalog": input.catalog,
-                "scorecard": input.scorecard,
+                "summary": SUMMARY,
+                "cost": COST,
+                "catalog": CATALOG,
+                "scorecard": SCORECARD,
                 "figures": report_figures(),
                 "tables": report_tables(),
             }
@@ -178,4 +184,4 @@ rule report:
     benchmark:
         "benchmarks/out/report.tsv"
     shell:
-        "litesr --quiet --log-file {log} report --spec {params.spec} --out {output}"
+        "litesr --quiet --log-file {log:q} report --spec {params.spec:q} --out {output:q}"

@@ -9,19 +9,19 @@ rule train:
     input:
         data=lambda w: set_dir(TRAIN_SET, w.scale),
     output:
-        model="results/models/{model}/x{scale}/model.safetensors",
-        log="results/models/{model}/x{scale}/train_log.tsv",
+        model=model_file("{model}", "{scale}"),
+        log=train_log("{model}", "{scale}"),
     params:
-        spec=lambda w, input, output: as_json(
+        spec=lambda w: to_json(
             {
                 "arch": PLAN.trained[w.model].arch,
                 "args": PLAN.trained[w.model].args,
                 "recipe": recipe(w.model),
                 "meta": PLAN.trained[w.model].meta,
-                "data": input.data,
+                "data": set_dir(TRAIN_SET, w.scale),
                 "scale": int(w.scale),
-                "out": output.model,
-                "log": output.log,
+                "out": model_file(w.model, w.scale),
+                "log": train_log(w.model, w.scale),
                 "device": config.get("device", "cpu"),
             }
         ),
@@ -35,4 +35,4 @@ rule train:
     benchmark:
         "benchmarks/out/train/{model}_x{scale}.tsv"
     shell:
-        "OMP_NUM_THREADS={threads} litesr --quiet --log-file {log} train --spec {params.spec}"
+        "OMP_NUM_THREADS={threads} litesr --quiet --log-file {log:q} train --spec {params.spec:q}"

@@ -99,10 +99,22 @@ class Paths:
     def data(set_name: str, scale: int) -> str:
         return f"results/data/{set_name}/x{scale}"
 
+    @staticmethod
+    def evaluation(name: str, scale: int, set_name: str) -> str:
+        """The per-image TSV of one model on one test set."""
+        return f"results/eval/{name}/x{scale}/{set_name}.tsv"
+
+    @staticmethod
+    def sr(name: str, scale: int, set_name: str) -> str:
+        """The folder of the SR images that evaluation measured."""
+        return f"results/sr/{name}/x{scale}/{set_name}"
+
     summary = "results/tables/psnr_ssim.tsv"
     scorecard = "results/tables/scorecard.tsv"
     cost = "results/tables/cost.tsv"
     catalog = "results/tables/models.tsv"
+    audit = "reports/audit.ipynb"
+    report = "reports/all.pdf"
 
     @staticmethod
     def figure(name: str) -> str:
