@@ -330,3 +330,92 @@ def test_a_checkpoint_of_other_data_is_not_resumed(train_dir, tmp_path, monkeypa
 def _write(path: Path, img) -> Path:
     write_png(path, img)
     return path
+
+
+def test_log_rows_beyond_the_header_limit_are_checkpointed(tmp_path):
+    """safetensors refuses headers over 100 MB, which the JSON log rows of about 1.25 M steps
+    would need: the rows are kept in a tensor, not in the header."""
+    from litesr.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+
+    rows = [{"step": 1, "loss": 0.25, "note": "x" * 100_000_001}, {"step": 2, "loss": 0.125}]
+    state = Checkpoint(
+        step=2,
+        task={"w": torch.ones(3)},
+        optimizer={"param_groups": [], "state": {}},
+        scaler={},
+        generator=torch.Generator().manual_seed(0).get_state(),
+        rows=rows,
+    )
+    path = tmp_path / "big.ckpt"
+    save_checkpoint(path, "run", state)
+    assert load_checkpoint(path, "run").rows == rows
+
+
+def _checkpoint_step(path: Path) -> str:
+    with safe_open(path, framework="pt") as handle:
+        return handle.metadata()["step"]
+
+
+def test_a_full_disk_at_a_checkpoint_is_one_line_and_keeps_the_last_one(
+    train_dir, tmp_path, monkeypatch
+):
+    from safetensors import SafetensorError
+
+    from litesr.train import checkpoint as module
+
+    reference = weights(run(train_dir, tmp_path / "ref.safetensors"))
+    out = tmp_path / "m.safetensors"
+    ckpt = out.with_name(out.name + ".ckpt")
+    original, calls = module.save_file, {"n": 0}
+
+    def full_disk_at_the_second(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise SafetensorError(
+                "Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "
+                '"No space left on device" })'
+            )
+        return original(*args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(module, "save_file", full_disk_at_the_second)
+        with pytest.raises(
+            OSError, match=r"cannot write .*m\.safetensors\.ckpt: .*MiB free"
+        ) as err:
+            run(train_dir, out)
+    assert "\n" not in str(err.value) and "No space left" in str(err.value)
+    assert _checkpoint_step(ckpt) == "5", "the step-5 checkpoint is intact"
+    assert not list(tmp_path.glob(".*.tmp")) and not out.exists()
+    resumed = weights(run(train_dir, out))
+    assert all(torch.equal(reference[k], resumed[k]) for k in reference)
+
+
+def test_a_crash_while_saving_the_model_keeps_the_checkpoint(train_dir, tmp_path, monkeypatch):
+    from litesr.train import run as module
+
+    reference = weights(run(train_dir, tmp_path / "ref.safetensors"))
+    out = tmp_path / "m.safetensors"
+    ckpt = out.with_name(out.name + ".ckpt")
+
+    def crash(*args, **kwargs):
+        raise OSError("crashed while writing the model")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(module, "save_model", crash)
+        with pytest.raises(OSError, match="crashed"):
+            run(train_dir, out)
+    assert _checkpoint_step(ckpt) == str(RECIPE["steps"]) and not out.exists()
+    calls = {"n": 0}
+    original = PixelTask.loss
+
+    def counted(self, lr, hr):
+        calls["n"] += 1
+        return original(self, lr, hr)
+
+    monkeypatch.setattr(PixelTask, "loss", counted)
+    resumed = weights(run(train_dir, out))
+    assert calls["n"] == 0, "the rerun trains no step again"
+    assert all(torch.equal(reference[k], resumed[k]) for k in reference)
+    assert not ckpt.exists()
+    log = pd.read_csv(out.with_suffix(".tsv"), sep="\t")
+    assert log.step.tolist() == list(range(1, 13))

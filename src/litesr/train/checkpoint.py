@@ -1,17 +1,22 @@
 """Training checkpoints without pickle: tensors in safetensors, everything else as JSON.
 
 A checkpoint is one safetensors file. Its tensors are the task's trainable state, the
-optimiser's per-parameter tensors and the sampler's RNG state; its metadata holds the
-fingerprint of the run, the step, the optimiser's scalars and the log rows as JSON. The
-fingerprint is read from the header alone, before any tensor, so a checkpoint of another
-run (or a file that is not a checkpoint at all) is set aside without loading anything, and
-nothing in it is ever executed.
+optimiser's per-parameter tensors, the sampler's RNG state and the log rows (as the bytes of
+their JSON: safetensors refuses headers over 100 MB, which the rows of a run of about a
+million steps would exceed); its metadata holds the fingerprint of the run, the step and the
+optimiser's scalars. The fingerprint is read from the header alone, before any tensor, so a
+checkpoint of another run (or a file that is not a checkpoint at all) is set aside without
+loading anything, and nothing in it is ever executed.
+
+A checkpoint that cannot be written (a full disk) raises :class:`WriteFailed`, one line
+naming the file and the free space; the previous checkpoint is left as it was.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +30,21 @@ from litesr.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 
-MODEL, OPTIM, GENERATOR = "task/", "optimizer/", "generator"
+MODEL, OPTIM, GENERATOR, LOG = "task/", "optimizer/", "generator", "log_rows"
+
+
+class WriteFailed(OSError):
+    """A training file could not be written; the message names it and the free space."""
+
+
+def write_failed(path: Path, err: BaseException) -> WriteFailed:
+    """The :class:`WriteFailed` for ``path``, with the space left on its file system."""
+    try:
+        free = f"{shutil.disk_usage(path.parent).free / 2**20:,.0f} MiB free"
+    except OSError:
+        free = "free space unknown"
+    reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+    return WriteFailed(f"cannot write {path}: {reason} ({free} in {path.parent})")
 
 
 @dataclass
@@ -53,15 +72,18 @@ def save_checkpoint(path: Path, fingerprint: str, ckpt: Checkpoint) -> None:
             else:
                 scalars[name] = value
         state[str(index)] = scalars
+    tensors[LOG] = torch.frombuffer(bytearray(json.dumps(ckpt.rows).encode()), dtype=torch.uint8)
     meta = {
         "fingerprint": fingerprint,
         "step": json.dumps(ckpt.step),
         "optimizer": json.dumps({"param_groups": ckpt.optimizer["param_groups"], "state": state}),
         "scaler": json.dumps(ckpt.scaler),
-        "rows": json.dumps(ckpt.rows),
     }
-    with atomic_path(path) as tmp:
-        save_file(tensors, tmp, metadata=meta)
+    try:
+        with atomic_path(path) as tmp:
+            save_file(tensors, tmp, metadata=meta)
+    except (SafetensorError, OSError) as err:
+        raise write_failed(path, err) from None
 
 
 def set_aside(path: Path, why: str) -> Path:
@@ -110,7 +132,11 @@ def load_checkpoint(path: Path, fingerprint: str) -> Checkpoint | None:
             optimizer={"param_groups": optimizer["param_groups"], "state": state},
             scaler=json.loads(meta["scaler"]),
             generator=tensors[GENERATOR],
-            rows=json.loads(meta["rows"]),
+            rows=json.loads(
+                meta["rows"]  # checkpoints written before the rows moved out of the header
+                if "rows" in meta
+                else tensors[LOG].numpy().tobytes()
+            ),
         )
     except (SafetensorError, OSError, ValueError, KeyError) as err:
         set_aside(path, f"is damaged ({type(err).__name__}: {err})")

@@ -5,7 +5,9 @@ trainable parts a method adds (one optimiser sees them all) and frozen parts (a 
 Each step samples a batch ``(lr, hr, *extras)``, calls ``task.loss`` on it, steps the
 optimiser, then ``task.after_step``. Every ``checkpoint_every`` steps the run is checkpointed
 (see ``litesr.train.checkpoint``), so a killed run restarts where it stopped and ends with
-the same weights as an uninterrupted one.
+the same weights as an uninterrupted one. The last checkpoint, at the final step, stays until
+the caller has saved what it made from the run (then it removes it), so a crash while the
+model is written loses no training.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from litesr.device import resolve_device
-from litesr.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from litesr.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint, write_failed
 from litesr.train.objectives import Task
 from litesr.train.patches import Sampler
 from litesr.train.spec import TrainSpec
@@ -64,7 +66,10 @@ def _fast_forward(sched, steps: int) -> None:
 
 
 def _write_log(rows: list[dict], path: Path) -> None:
-    write_tsv(pd.DataFrame(rows), path, float_format=None)
+    try:
+        write_tsv(pd.DataFrame(rows), path, float_format=None)
+    except OSError as err:
+        raise write_failed(path, err) from None
 
 
 def fit(
@@ -83,7 +88,8 @@ def fit(
     ``fingerprint`` names everything outside the recipe and the data the run depends on
     (architecture, starting weights); with the recipe and ``sampler.key`` (the images'
     content) it must match a checkpoint's, or the checkpoint is set aside.
-    The checkpoint is removed once training completes.
+    The run ends with a checkpoint at its last step: the caller removes ``checkpoint`` once
+    it has saved the trained model (a rerun before that resumes at the end, at no cost).
     """
     dev = resolve_device(device)
     task.to(dev).train()
@@ -165,6 +171,5 @@ def fit(
         bar.set_postfix(loss=f"{value:.4f}", refresh=False)
         if step % spec.checkpoint_every == 0 and step < spec.steps:
             save(step)
-    _write_log(rows, log_tsv)
-    checkpoint.unlink(missing_ok=True)
+    save(spec.steps)
     return task.eval()

@@ -50,7 +50,7 @@ def train_model(
     in its own task with ``make_task`` (built right after the model, so the model's draws do
     not change) and must then name what the task adds in ``key``.
 
-    The training checkpoint lives beside ``out`` (``<out>.ckpt``) until training completes,
+    The training checkpoint lives beside ``out`` (``<out>.ckpt``) until the model is saved,
     so re-running the same command after a kill resumes it.
     """
     spec = TrainSpec.from_dict(recipe)
@@ -59,11 +59,12 @@ def train_model(
         torch.manual_seed(spec.seed)
         model = build(arch, scale=scale, **args)
         task = make_task(model) if make_task else PixelTask(model, spec.loss, spec.channel)
+        checkpoint = out.with_name(out.name + ".ckpt")
         fit(
             task,
             sampler_for(data, scale, spec),
             spec,
-            checkpoint=out.with_name(out.name + ".ckpt"),
+            checkpoint=checkpoint,
             log_tsv=log,
             device=device,
             fingerprint=f"{arch}{sorted(args.items())}{scale}{key}",
@@ -76,4 +77,5 @@ def train_model(
             args={"scale": scale, **args},
             meta={**(meta or {}), "train": recipe, "data": str(data)},
         )
+        checkpoint.unlink(missing_ok=True)
     return out

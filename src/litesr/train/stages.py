@@ -70,6 +70,7 @@ def run_stages(model: nn.Module, stages: list[Stage], *, fingerprint: str) -> nn
         key = _chain(key, stage)
         files = stage.files
         if _finished(stage, key):
+            files.checkpoint.unlink(missing_ok=True)  # left by a crash right after the save
             model = load_model(files.model)[0]
             log.info("stage %d (%s) already done: %s", index, stage.name, files.model)
             continue
@@ -83,4 +84,5 @@ def run_stages(model: nn.Module, stages: list[Stage], *, fingerprint: str) -> nn
             args=args,
             meta={"stage": stage.name, "stage_key": key},
         )
+        files.checkpoint.unlink(missing_ok=True)
     return model

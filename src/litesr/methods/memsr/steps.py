@@ -127,12 +127,13 @@ def train_student(
         task = PixelTask(student, "l1")
     stages = Path(stages)
     stages.mkdir(parents=True, exist_ok=True)
+    checkpoint = stages / "train.ckpt"
     with output_lock(out):
         fit(
             task,
             sampler_for(data, scale, spec),
             spec,
-            checkpoint=stages / "train.ckpt",
+            checkpoint=checkpoint,
             log_tsv=log,
             device=device,
             fingerprint=f"memsr|{init}|{rank}|{eps}|{distill}|{file_sha256(teacher)}",
@@ -155,4 +156,5 @@ def train_student(
                 "train": recipe,
             },
         )
+        checkpoint.unlink(missing_ok=True)
     return Path(out)
