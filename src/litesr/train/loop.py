@@ -93,8 +93,9 @@ def fit(
     """
     dev = resolve_device(device)
     task.to(dev).train()
-    params = [p for p in task.parameters() if p.requires_grad]
-    opt = make_optimizer(params, spec)
+    groups = task.param_groups()
+    params = [p for group in groups for p in group["params"]]
+    opt = make_optimizer(groups, spec)
     sched = make_scheduler(opt, spec)
     use_amp = spec.amp and dev.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)

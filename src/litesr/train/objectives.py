@@ -9,6 +9,7 @@ calls :meth:`Task.loss` on each batch and :meth:`Task.after_step` after each ste
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -52,6 +53,12 @@ class Task(nn.Module):
             for key, value in self.state_dict().items()
             if key.split(".", 1)[0] not in self._frozen
         }
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        """The optimiser's parameter groups: one of every trainable parameter by default. A
+        task may give a group its own ``lr`` or ``weight_decay`` (the recipe's apply to the
+        rest; schedules scale every group's ``lr`` alike, except onecycle, which sets all)."""
+        return [{"params": [p for p in self.parameters() if p.requires_grad]}]
 
     def loss(self, lr: Tensor, hr: Tensor) -> tuple[Tensor, dict[str, float]]:
         """The scalar loss of one batch and extra numbers to log."""
