@@ -223,7 +223,7 @@ def test_pruning_rounds_shrink_reload_and_resume(setup):
     assert params[0] > params[1] > params[2] and macs[0] > macs[1] > macs[2]
     rounds = pd.read_csv(out.parent / "stages" / "rounds.tsv", sep="\t")
     assert rounds.kept.tolist() == [True, True]
-    assert pd.read_csv(out.with_name("log.tsv"), sep="\t")["round"].tolist() == [1] * 3 + [2] * 3
+    assert pd.read_csv(out.with_name("log.tsv"), sep="\t")["round"].tolist() == [0] * 3 + [1] * 3
     final, meta = load_model(out)
     assert pruned_widths(final) == [[4, 4]] * 2 and meta["variant"] == "pruned"
     # Killed after round 1: drop round 2 and the output, run again: bit-identical.

@@ -13,27 +13,27 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 from torch import nn
 
-from litesr.atomic import output_lock
-from litesr.data.sources import data_fingerprint
-from litesr.device import resolve_device
-from litesr.digest import file_sha256
 from litesr.methods.ail.importance import AILTask, Importance
 from litesr.methods.ail.patches import round_sampler
-from litesr.models.store import load_model, save_model
-from litesr.train.loop import fit
+from litesr.models.store import load_model
 from litesr.train.spec import TrainSpec
-from litesr.train.stages import Stage, StageFiles, run_stages
-from litesr.tsv import write_tsv
+from litesr.train.stages import StageFiles
+from litesr.train.step import StepRun
 
 logger = logging.getLogger(__name__)
 
 
+def round_name(r: int) -> str:
+    """The stage of round ``r`` (from 0): the student's weights at its end are
+    ``<stages>/round{r}.safetensors``."""
+    return f"round{r}"
+
+
 def round_files(stages: Path, rounds: int) -> list[Path]:
-    """The student's weights at the end of each round: ``<stages>/round{r}.safetensors``."""
-    return [Path(stages) / f"round{r}.safetensors" for r in range(rounds)]
+    """The student's weights at the end of each round."""
+    return [Path(stages) / f"{round_name(r)}.safetensors" for r in range(rounds)]
 
 
 def train_rounds(
@@ -67,40 +67,12 @@ def train_rounds(
         raise ValueError(
             f"{init}: AIL needs a ×{scale} VDSR student, got {meta['arch']} ×{student.scale}"
         )
-    dev = resolve_device(device)
     if variant == "ail" and teacher is None:
         raise ValueError("the 'ail' variant needs a teacher model file")
     cached = patches is not None and variant == "ail"
-    teacher_model = load_model(teacher, device=dev)[0] if variant == "ail" and not cached else None
-
-    def one_round(r: int):
-        def run(model: nn.Module, files: StageFiles) -> nn.Module:
-            snapshot = copy.deepcopy(model) if r > 0 else None
-            task = AILTask(model, variant, r, imp, teacher_model, snapshot, cached_teacher=cached)
-            logger.info("AIL %s round %d/%d (λ_r = %.2f)", variant, r, rounds, imp.round_lambda(r))
-            fit(
-                task,
-                sampler,
-                TrainSpec.from_dict({**recipe, "seed": spec.seed + r}),
-                checkpoint=files.checkpoint,
-                log_tsv=files.log,
-                device=str(dev),
-                fingerprint=f"{variant}{r}",
-                progress=progress,
-            )
-            return model
-
-        return run
-
-    plan = [
-        Stage(f"round{r}", path, one_round(r), key=f"{variant}|{r}")
-        for r, path in enumerate(round_files(stages, rounds))
-    ]
-    fingerprint = (
-        f"{spec.fingerprint()}|{imp}|{data_fingerprint(data)}|{file_sha256(init)}|"
-        f"{teacher and file_sha256(teacher)}"
-    )
-    with output_lock(out):
+    with StepRun("ail", out=out, log=log, stages=stages, device=device, progress=progress) as run:
+        live_teacher = variant == "ail" and not cached
+        teacher_model = load_model(teacher, device=run.dev)[0] if live_teacher else None
         sampler = round_sampler(
             variant=variant,
             data=data,
@@ -109,32 +81,42 @@ def train_rounds(
             patches=patches,
             teacher=teacher,
             stages=stages,
-            device=str(dev),
+            device=str(run.dev),
         )
-        if patches is not None:
-            fingerprint += f"|{sampler.key}"
-        student = run_stages(student, plan, fingerprint=fingerprint)
-        table = pd.concat(
-            [pd.read_csv(s.files.log, sep="\t").assign(round=r) for r, s in enumerate(plan)],
-            ignore_index=True,
+
+        def one_round(r: int):
+            def train(model: nn.Module, files: StageFiles) -> nn.Module:
+                snapshot = copy.deepcopy(model) if r > 0 else None
+                task = AILTask(
+                    model, variant, r, imp, teacher_model, snapshot, cached_teacher=cached
+                )
+                logger.info(
+                    "AIL %s round %d/%d (λ_r = %.2f)", variant, r, rounds, imp.round_lambda(r)
+                )
+                run.fit(
+                    task,
+                    {**recipe, "seed": spec.seed + r},
+                    files,
+                    sampler=sampler,
+                    tag=f"{variant}{r}",
+                )
+                return model
+
+            return train
+
+        for r in range(rounds):
+            run.stage(round_name(r), one_round(r), key=f"{variant}|{r}")
+        key = [spec.fingerprint(), str(imp), sampler.key if patches is not None else None]
+        student = run.stages(student, inputs=[data, init, teacher], key=key)
+        run.merged_log("round", [{"round": r} for r in range(rounds)])
+        return run.finish(
+            student,
+            variant=variant,
+            size=size if size is not None else meta["args"].get("width"),
+            rounds=rounds,
+            init=str(init),
+            teacher=str(teacher),
+            importance=imp.__dict__,
+            train=recipe,
+            patches=patches,
         )
-        table.insert(0, "global_step", range(1, len(table) + 1))
-        write_tsv(table, log, float_format=None)
-        save_model(
-            student.cpu(),
-            out,
-            arch="vdsr",
-            args=meta["args"],
-            meta={
-                "method": "ail",
-                "variant": variant,
-                "size": size if size is not None else meta["args"].get("width"),
-                "rounds": rounds,
-                "init": str(init),
-                "teacher": str(teacher),
-                "importance": imp.__dict__,
-                "train": recipe,
-                "patches": patches,
-            },
-        )
-    return Path(out)

@@ -1,16 +1,16 @@
 """DIPNet's stages on the shared loop and stage runner: the ``dipnet.*`` steps.
 
-Each step is one reported model of the ablation and runs its stages with
-:func:`litesr.train.stages.run_stages` (stage files under ``stages``; a killed job resumes):
+Each step is one reported model of the ablation and runs its stages on the shared step
+harness :class:`litesr.train.step.StepRun` (stage files under ``stages``; a killed job
+resumes):
 
 - ``distil``: a from-scratch RRB student trained on the teacher's SR output ("enhanced HR"),
   with or without the multi-anchor feature loss (one stage, ``train``);
 - ``reparam``: every RRB merged into one 3×3 conv (stage ``merge``; the merged network is
   checked against the unmerged one before it is kept);
 - ``prune``: rounds of "remove the lowest-L2 fraction of filters of each pruned conv, then
-  fine-tune" (stages ``round1``, ``round2``...), kept while the validation PSNR holds;
-- ``progressive``: a fine-tune with larger patches, then one with the L2 loss;
-- ``official``: the authors' released ×4 weights (``litesr.models.authors``).
+  fine-tune" (stages ``round0``, ``round1``...), kept while the validation PSNR holds;
+- ``progressive``: a fine-tune with larger patches, then one with the L2 loss.
 """
 
 from __future__ import annotations
@@ -27,28 +27,24 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from litesr.atomic import output_lock
 from litesr.compress.prune import apply_pruning, kept_channels, l2_norm, select_channels
 from litesr.compress.reparam import RepBlock, reparameterize
-from litesr.data.sources import data_fingerprint
-from litesr.device import resolve_device
-from litesr.digest import file_sha256
 from litesr.evaluate.metrics import psnr_y
 from litesr.evaluate.run import super_resolve
 from litesr.measure.cost import count_params
 from litesr.models import arch_of, build
-from litesr.models.store import load_model, save_model
-from litesr.train.loop import fit
+from litesr.models.store import load_model
 from litesr.train.objectives import PIXEL_LOSSES, PixelTask, Task
 from litesr.train.patches import load_pairs
 from litesr.train.run import sampler_for
 from litesr.train.spec import TrainSpec
-from litesr.train.stages import Stage, StageFiles, run_stages
+from litesr.train.stages import StageFiles
+from litesr.train.step import StepRun
 from litesr.tsv import write_tsv
 
 logger = logging.getLogger(__name__)
 
-METHOD = "dipnet"
+NAME = "dipnet"
 MERGE_TOLERANCE = 1e-4
 """Largest |merged − unmerged| output accepted by the ``merge`` stage (float32 sums)."""
 EXAMPLE_HW = 32
@@ -121,36 +117,13 @@ def _finetune_task(model: nn.Module, teacher: nn.Module | None, target: str, los
     return DistilTask(model, teacher, loss=loss)
 
 
-def _log_stage(files: StageFiles, row: dict[str, Any]) -> None:
-    write_tsv(pd.DataFrame([row]), files.log, float_format=None)
+def _step(out: Path, log: Path, stages: Path, device: str, progress: bool) -> StepRun:
+    return StepRun(NAME, out=out, log=log, stages=stages, device=device, progress=progress)
 
 
-def _concat_logs(paths: list[Path], column: str, values: list[Any], log: Path) -> None:
-    table = pd.concat(
-        [
-            pd.read_csv(p, sep="\t").assign(**{column: v})
-            for p, v in zip(paths, values, strict=True)
-        ],
-        ignore_index=True,
-    )
-    table.insert(0, "global_step", range(1, len(table) + 1))
-    write_tsv(table, log, float_format=None)
-
-
-def _fingerprint(*parts: Any) -> str:
-    return "|".join(str(p) for p in parts)
-
-
-def _save(model: nn.Module, out: Path, variant: str, **meta: Any) -> None:
-    arch, args = arch_of(model)
-    size = args.get("feature_channels")
-    save_model(
-        model.cpu(),
-        out,
-        arch=arch,
-        args=args,
-        meta={"method": METHOD, "variant": variant, "size": size, **meta},
-    )
+def _size(model: nn.Module) -> int | None:
+    """The width the ablation reports a student by."""
+    return arch_of(model)[1].get("feature_channels")
 
 
 def distil(
@@ -172,42 +145,29 @@ def distil(
     """Train a fresh ``rlfn(**student)`` (RRB blocks) on the teacher's SR output, with the
     anchor loss when ``anchors``; the recipe's seed also draws the initial weights."""
     spec = TrainSpec.from_dict(recipe)
-    dev = resolve_device(device)
-    teacher_model = load_model(teacher, device=dev)[0]
-    torch.manual_seed(spec.seed)
-    model = build("rlfn", scale=scale, **student)
-    sampler = sampler_for(data, scale, spec)
+    with _step(out, log, stages, device, progress) as run:
+        teacher_model = load_model(teacher, device=run.dev)[0]
+        torch.manual_seed(spec.seed)
+        model = build("rlfn", scale=scale, **student)
 
-    def run(model: nn.Module, files: StageFiles) -> nn.Module:
-        task = DistilTask(
-            model.to(dev), teacher_model, anchors=anchors, anchor_weight=anchor_weight
-        )
-        fit(
-            task,
-            sampler,
-            spec,
-            checkpoint=files.checkpoint,
-            log_tsv=files.log,
-            device=str(dev),
-            fingerprint=_fingerprint(variant, student, anchors, anchor_weight),
-            progress=progress,
-        )
-        return model
+        def train(net: nn.Module, files: StageFiles) -> nn.Module:
+            task = DistilTask(
+                net.to(run.dev), teacher_model, anchors=anchors, anchor_weight=anchor_weight
+            )
+            run.fit(task, spec, files, data=data, scale=scale, tag=f"{variant}|{student}")
+            return net
 
-    stage = Stage(
-        "train", Path(stages) / "train.safetensors", run, key=f"{anchors}|{anchor_weight}"
-    )
-    with output_lock(out):
-        model = run_stages(
+        run.stage("train", train, key=[anchors, anchor_weight])
+        model = run.stages(model, inputs=[teacher, data], key=[spec.fingerprint(), student])
+        run.merged_log()
+        return run.finish(
             model,
-            [stage],
-            fingerprint=_fingerprint(
-                spec.fingerprint(), student, file_sha256(teacher), data_fingerprint(data)
-            ),
+            variant=variant,
+            size=_size(model),
+            teacher=str(teacher),
+            train=recipe,
+            anchors=anchors,
         )
-        _concat_logs([stage.files.log], "stage", ["train"], log)
-        _save(model, out, variant, teacher=str(teacher), train=recipe, anchors=anchors)
-    return Path(out)
 
 
 def merged_copy(model: nn.Module) -> nn.Module:
@@ -240,28 +200,27 @@ def reparam(
     if not any(isinstance(m, RepBlock) for m in start.modules()):
         raise ValueError(f"{model}: no RRB (RepBlock) to merge")
 
-    def run(net: nn.Module, files: StageFiles) -> nn.Module:
+    def merge(net: nn.Module, files: StageFiles) -> nn.Module:
         merged = merged_copy(net)
         x = torch.rand(1, 3, 48, 48, generator=torch.Generator().manual_seed(0))
         error = merge_error(net, merged, x)
         if error > MERGE_TOLERANCE:
             raise RuntimeError(f"merged network differs from {model} by {error:.2e}")
-        _log_stage(
-            files,
-            {
-                "params_before": count_params(net),
-                "params_after": count_params(merged),
-                "max_abs_error": error,
-            },
-        )
+        row = {"params_before": count_params(net), "params_after": count_params(merged)}
+        write_tsv(pd.DataFrame([{**row, "max_abs_error": error}]), files.log, float_format=None)
         return merged
 
-    stage = Stage("merge", Path(stages) / "merge.safetensors", run)
-    with output_lock(out):
-        merged = run_stages(start, [stage], fingerprint=file_sha256(model))
-        write_tsv(pd.read_csv(stage.files.log, sep="\t"), log, float_format=None)
-        _save(merged, out, "reparam", source=str(model), teacher=meta.get("teacher"))
-    return Path(out)
+    with _step(out, log, stages, device, progress) as run:
+        run.stage("merge", merge)
+        merged = run.stages(start, inputs=[model])
+        run.merged_log()
+        return run.finish(
+            merged,
+            variant="reparam",
+            size=_size(merged),
+            source=str(model),
+            teacher=meta.get("teacher"),
+        )
 
 
 def validation_pairs(data: Path, scale: int, crop: int, images: int) -> list[tuple]:
@@ -311,8 +270,8 @@ def can_shrink(model: nn.Module, convs: list[str], ratio: float) -> bool:
 
 
 def round_files(stages: Path, rounds: int) -> list[Path]:
-    """The network after each pruning round: ``<stages>/round{r}.safetensors`` (r from 1)."""
-    return [Path(stages) / f"round{r}.safetensors" for r in range(1, rounds + 1)]
+    """The network after each pruning round: ``<stages>/round{r}.safetensors`` (r from 0)."""
+    return [Path(stages) / f"round{r}.safetensors" for r in range(rounds)]
 
 
 def prune(
@@ -338,52 +297,42 @@ def prune(
 ) -> Path:
     """Prune and fine-tune round after round while the validation PSNR stays within
     ``tolerance_db`` of the unpruned network's (the first ``min_rounds`` rounds are kept
-    whatever it is); keep the last good network."""
+    whatever it is); keep the last good network. Round ``r`` (from 0) fine-tunes with the
+    recipe's seed + 1 + r."""
     spec = TrainSpec.from_dict(recipe)
-    dev = resolve_device(device)
     start = load_model(model)[0]
     if arch_of(start)[0] != "rlfn" or any(isinstance(m, RepBlock) for m in start.modules()):
         raise ValueError(f"{model}: pruning needs a merged rlfn network")
-    teacher_model = load_model(teacher, device=dev)[0] if target == "enhanced" else None
-    sampler = sampler_for(data, scale, spec)
     val = validation_pairs(data, scale, val_crop, val_images)
+    with _step(out, log, stages, device, progress) as run:
+        teacher_model = load_model(teacher, device=run.dev)[0] if target == "enhanced" else None
+        sampler = sampler_for(data, scale, spec)
 
-    def one_round(r: int) -> Callable[[nn.Module, StageFiles], nn.Module]:
-        def run(net: nn.Module, files: StageFiles) -> nn.Module:
-            net = prune_round(copy.deepcopy(net).to(dev), convs, ratio)
-            fit(
-                _finetune_task(net, teacher_model, target, spec.loss),
-                sampler,
-                TrainSpec.from_dict({**recipe, "seed": spec.seed + r}),
-                checkpoint=files.checkpoint,
-                log_tsv=files.log,
-                device=str(dev),
-                fingerprint=f"prune{r}",
-                progress=progress,
-            )
-            return net
+        def one_round(r: int) -> Callable[[nn.Module, StageFiles], nn.Module]:
+            def prune_and_tune(net: nn.Module, files: StageFiles) -> nn.Module:
+                net = prune_round(copy.deepcopy(net).to(run.dev), convs, ratio)
+                task = _finetune_task(net, teacher_model, target, spec.loss)
+                tune = {**recipe, "seed": spec.seed + 1 + r}
+                run.fit(task, tune, files, sampler=sampler, tag=f"prune{r}")
+                return net
 
-        return run
+            return prune_and_tune
 
-    plan = [
-        Stage(f"round{r}", path, one_round(r), key=f"{ratio}|{convs}|{target}")
-        for r, path in enumerate(round_files(stages, max_rounds), start=1)
-    ]
-    fingerprint = _fingerprint(
-        spec.fingerprint(),
-        file_sha256(model),
-        teacher and file_sha256(teacher),
-        data_fingerprint(data),
-    )
-    with output_lock(out):
-        reference = validation_psnr(start, val, scale, dev)
-        best, rows, logs = copy.deepcopy(start), [], []
-        for r in range(1, max_rounds + 1):
+        for r in range(max_rounds):
+            run.stage(f"round{r}", one_round(r), key=f"{ratio}|{convs}|{target}")
+        reference = validation_psnr(start, val, scale, run.dev)
+        best, rows = copy.deepcopy(start), []
+        for r in range(max_rounds):
             if not can_shrink(best, convs, ratio):
                 break
-            net = run_stages(copy.deepcopy(start), plan[:r], fingerprint=fingerprint)
-            psnr = validation_psnr(net, val, scale, dev)
-            good = r <= min_rounds or psnr >= reference - tolerance_db
+            net = run.stages(
+                copy.deepcopy(start),
+                inputs=[model, teacher, data],
+                key=spec.fingerprint(),
+                upto=r + 1,
+            )
+            psnr = validation_psnr(net, val, scale, run.dev)
+            good = r < min_rounds or psnr >= reference - tolerance_db
             rows.append(
                 {
                     "round": r,
@@ -393,30 +342,23 @@ def prune(
                     "widths": str(pruned_widths(net)),
                 }
             )
-            logs.append(plan[r - 1].files.log)
             logger.info("pruning round %d: %.3f dB (unpruned %.3f dB)", r, psnr, reference)
             if not good:
                 break
             best = net
         summary = pd.DataFrame(rows)
         write_tsv(summary, Path(stages) / "rounds.tsv", float_format=None)
-        table = pd.concat(
-            [pd.read_csv(p, sep="\t").assign(**row) for p, row in zip(logs, rows, strict=True)],
-            ignore_index=True,
-        )
-        table.insert(0, "global_step", range(1, len(table) + 1))
-        write_tsv(table.assign(unpruned_val_psnr_db=reference), log, float_format=None)
-        _save(
+        run.merged_log(rows=[{**row, "unpruned_val_psnr_db": reference} for row in rows])
+        return run.finish(
             best,
-            out,
-            "pruned",
+            variant="pruned",
+            size=_size(best),
             source=str(model),
             rounds=int(summary.kept.sum()),
             unpruned_val_psnr_db=reference,
             train=recipe,
             target=target,
         )
-    return Path(out)
 
 
 def progressive(
@@ -435,44 +377,31 @@ def progressive(
     progress: bool = True,
 ) -> Path:
     """Fine-tune with the ``patch`` recipe (larger patches), then with ``l2`` (L2 loss)."""
-    dev = resolve_device(device)
     start = load_model(model)[0]
-    teacher_model = load_model(teacher, device=dev)[0] if target == "enhanced" else None
+    with _step(out, log, stages, device, progress) as run:
+        teacher_model = load_model(teacher, device=run.dev)[0] if target == "enhanced" else None
 
-    def stage_run(
-        recipe: dict[str, Any], name: str
-    ) -> Callable[[nn.Module, StageFiles], nn.Module]:
-        spec = TrainSpec.from_dict(recipe)
+        def tune(recipe: dict[str, Any], name: str) -> Callable[[nn.Module, StageFiles], nn.Module]:
+            spec = TrainSpec.from_dict(recipe)
 
-        def run(net: nn.Module, files: StageFiles) -> nn.Module:
-            net = net.to(dev)
-            fit(
-                _finetune_task(net, teacher_model, target, spec.loss),
-                sampler_for(data, scale, spec),
-                spec,
-                checkpoint=files.checkpoint,
-                log_tsv=files.log,
-                device=str(dev),
-                fingerprint=name,
-                progress=progress,
-            )
-            return net
+            def fine_tune(net: nn.Module, files: StageFiles) -> nn.Module:
+                net = net.to(run.dev)
+                task = _finetune_task(net, teacher_model, target, spec.loss)
+                run.fit(task, spec, files, data=data, scale=scale, tag=name)
+                return net
 
-        return run
+            return fine_tune
 
-    plan = [
-        Stage(name, Path(stages) / f"{name}.safetensors", stage_run(recipe, name), key=target)
-        for name, recipe in (("patch", patch), ("l2", l2))
-    ]
-    fingerprint = _fingerprint(
-        TrainSpec.from_dict(patch).fingerprint(),
-        TrainSpec.from_dict(l2).fingerprint(),
-        file_sha256(model),
-        teacher and file_sha256(teacher),
-        data_fingerprint(data),
-    )
-    with output_lock(out):
-        net = run_stages(start, plan, fingerprint=fingerprint)
-        _concat_logs([s.files.log for s in plan], "stage", [s.name for s in plan], log)
-        _save(net, out, "progressive", source=str(model), train=[patch, l2], target=target)
-    return Path(out)
+        for name, recipe in (("patch", patch), ("l2", l2)):
+            run.stage(name, tune(recipe, name), key=target)
+        key = [TrainSpec.from_dict(r).fingerprint() for r in (patch, l2)]
+        net = run.stages(start, inputs=[model, teacher, data], key=key)
+        run.merged_log()
+        return run.finish(
+            net,
+            variant="progressive",
+            size=_size(net),
+            source=str(model),
+            train=[patch, l2],
+            target=target,
+        )
