@@ -4,6 +4,7 @@ without editing any shared file, in any include order; plans are checked at pars
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import subprocess
@@ -120,3 +121,26 @@ def test_lazy_entries_resolve_and_parsing_imports_no_plotting():
     code += "print('seaborn' in sys.modules or 'matplotlib.pyplot' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def imported(path: Path) -> set[str]:
+    """The modules a source file imports (``from a import b`` gives ``a`` and ``a.b``)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+    return names
+
+
+def test_the_plan_imports_nothing_from_the_report():
+    """One arrow: the report is drawn from the plan's files, the plan knows no report code
+    (the claims both need live in litesr.claims, which imports neither)."""
+    src = REPO / "src" / "litesr"
+    plan_side = [src / "claims.py", *(src / "methods").glob("*.py")]
+    plan_side += (src / "methods").glob("*/__init__.py")
+    for path in plan_side:
+        back = {m for m in imported(path) if m.startswith("litesr.report")}
+        assert not back, f"{path.relative_to(src)} imports {back}"
+    assert not {m for m in imported(src / "claims.py") if m.startswith("litesr.methods")}

@@ -11,12 +11,13 @@ import pandas as pd
 import pytest
 from conftest import REPO
 
+from litesr.claims import resolve
 from litesr.data.images import write_png
 from litesr.evaluate.run import summarize
 from litesr.report.draw import make_figure
 from litesr.report.pdf import build_report
 from litesr.report.provenance import config_hash, provenance
-from litesr.report.scorecard import resolve, write_scorecard
+from litesr.report.scorecard import write_scorecard
 from litesr.report.tables import psnr_ssim_table
 from litesr.tsv import write_tsv
 
@@ -134,6 +135,11 @@ def test_table_has_paper_cells():
     assert table.loc["bicubic", ("Set5", "×2")] == "33.66 / 0.9299"
 
 
+def toy_table(summary, cost, catalog, n):
+    """A method's table, as the report calls one."""
+    return pd.DataFrame({"row": [f"row {i}" for i in range(n)], "models": len(catalog)})
+
+
 def test_figures_and_pdf(results):
     d = results["dir"]
     figs = [
@@ -142,8 +148,7 @@ def test_figures_and_pdf(results):
             make_figure(
                 "psnr_vs_cost",
                 d / "cost.png",
-                summary=str(results["summary"]),
-                cost=str(results["cost"]),
+                {"summary": str(results["summary"]), "cost": str(results["cost"])},
             ),
         ),
         (
@@ -151,8 +156,7 @@ def test_figures_and_pdf(results):
             make_figure(
                 "training_curves",
                 d / "curves.png",
-                logs=[str(p) for p in results["logs"]],
-                labels=["teacher", "student"],
+                {"logs": [str(p) for p in results["logs"]], "labels": ["teacher", "student"]},
             ),
         ),
     ]
@@ -167,7 +171,9 @@ def test_figures_and_pdf(results):
             "catalog": str(results["catalog"]),
             "scorecard": str(results["scorecard"]),
             "figures": [[t, str(p), f"what {t} shows"] for t, p in figs],
+            "tables": [["A method's table", "toy.rows", {"n": 2}, "toy rows"]],
         },
+        method_table={"toy.rows": toy_table}.__getitem__,
     )
     assert pdf.read_bytes().startswith(b"%PDF-")
     from pypdf import PdfReader
@@ -180,7 +186,32 @@ def test_figures_and_pdf(results):
     assert "toy.yaml" in first and "−90.00 %" in first
     for words in ("Accuracy", "teacher", "student", "S ×4", "CPU ms", "what curves shows"):
         assert words in text, words
+    for words in ("A method's table", "toy rows", "row 1"):
+        assert words in text, words
     assert not list(d.glob(".*tmp*")), "no temporary file is left behind"
+
+
+def test_a_method_figure_is_drawn_through_the_lookup_the_caller_gives(tmp_path):
+    drawn = {}
+
+    def bar(*, out, colour):
+        drawn[colour] = out
+        return out
+
+    assert make_figure("toy.bar", tmp_path / "b.png", {"colour": "red"}, {"toy.bar": bar}.get)
+    assert drawn == {"red": tmp_path / "b.png"}
+    with pytest.raises(ValueError, match="toy.bar.*no method lookup"):
+        make_figure("toy.bar", tmp_path / "b.png", {"colour": "red"})
+    with pytest.raises(ValueError, match="unknown figure 'bars'"):
+        make_figure("bars", tmp_path / "b.png", {})
+
+
+def test_the_report_imports_no_method():
+    """The command resolves methods' figures and tables and passes them in."""
+    from test_methods import imported
+
+    for path in (REPO / "src" / "litesr" / "report").glob("*.py"):
+        assert not {m for m in imported(path) if m.startswith("litesr.methods")}, path.name
 
 
 def test_crops_figure_rejects_a_box_outside_the_image(tmp_path):
@@ -191,11 +222,13 @@ def test_crops_figure_rejects_a_box_outside_the_image(tmp_path):
         make_figure(
             "crops",
             tmp_path / "c.png",
-            models={"bicubic": "bicubic"},
-            data=str(tmp_path),
-            image="a",
-            box=[8, 8, 16, 16],
-            scale=4,
+            {
+                "models": {"bicubic": "bicubic"},
+                "data": str(tmp_path),
+                "image": "a",
+                "box": [8, 8, 16, 16],
+                "scale": 4,
+            },
         )
 
 

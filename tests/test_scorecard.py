@@ -9,10 +9,11 @@ import pytest
 import yaml
 from conftest import REPO
 
+from litesr.claims import load_claims, resolve
 from litesr.methods.collect import collect
 from litesr.methods.plan import Paths
 from litesr.methods.registry import methods
-from litesr.report.scorecard import for_print, load_claims, resolve, score, verdict
+from litesr.report.scorecard import for_print, score, verdict
 
 
 def summary(values: dict[str, float], set_name: str = "Set5", scale: int = 4) -> pd.DataFrame:

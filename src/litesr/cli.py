@@ -120,9 +120,10 @@ def cmd_catalog(a: argparse.Namespace) -> None:
 
 
 def cmd_figures(a: argparse.Namespace) -> None:
+    from litesr.methods.registry import entry
     from litesr.report.draw import make_figure
 
-    make_figure(a.kind, a.out, **a.inputs)
+    make_figure(a.kind, a.out, a.inputs, method_figure=lambda kind: entry("figures", kind))
 
 
 def cmd_scorecard(a: argparse.Namespace) -> None:
@@ -132,9 +133,10 @@ def cmd_scorecard(a: argparse.Namespace) -> None:
 
 
 def cmd_report(a: argparse.Namespace) -> None:
+    from litesr.methods.registry import entry
     from litesr.report.pdf import build_report
 
-    build_report(a.out, a.spec)
+    build_report(a.out, a.spec, method_table=lambda kind: entry("tables", kind))
 
 
 def parser() -> argparse.ArgumentParser:

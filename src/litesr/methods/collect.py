@@ -9,10 +9,10 @@ from typing import Any
 
 import torch
 
+from litesr.claims import load_claims, resolve
 from litesr.methods.plan import Figure, MadeModel, Paths, Table, TrainedModel
 from litesr.methods.registry import Method, methods
 from litesr.models import build
-from litesr.report.scorecard import load_claims, resolve
 from litesr.train.spec import TrainSpec
 
 RESERVED_NAMES = ("bicubic",)

@@ -5,7 +5,7 @@ A method is a package (``litesr.methods.<name>``, or any importable module) expo
 function (config section → :class:`~litesr.methods.plan.Plan`) and its entry points:
 ``steps`` (called by ``litesr run``), ``figures`` and ``tables`` (called by the report),
 and optionally a rules file and the paper's claims (``claims.yaml``, see
-:mod:`litesr.report.scorecard`).
+:mod:`litesr.claims`).
 
 Methods are found in the built-in list, in the ``litesr.methods`` entry-point group of
 installed packages, and in the colon-separated module names of ``LITESR_METHODS``.

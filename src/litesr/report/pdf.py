@@ -8,6 +8,7 @@ how the numbers were made.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,6 @@ import typst
 import yaml
 
 from litesr.atomic import atomic_path
-from litesr.methods.registry import entry
 from litesr.report.provenance import provenance
 from litesr.report.scorecard import for_print as scorecard_for_print
 from litesr.report.tables import accuracy_for_print, cost_for_print, typeset
@@ -44,13 +44,19 @@ COST_NOTE = (
 )
 
 
-def build_report(out: Path, spec: dict[str, Any]) -> Path:
+def build_report(
+    out: Path,
+    spec: dict[str, Any],
+    method_table: Callable[[str], Callable[..., pd.DataFrame]] | None = None,
+) -> Path:
     """Write the PDF described by ``spec``.
 
     ``spec`` keys: ``config`` (the workflow configuration), ``summary`` (per-set PSNR/SSIM
     TSV), ``cost`` (cost TSV), ``catalog`` (each model's method, variant and size),
     ``tables`` (methods' tables: ``[title, "<method>.<kind>", params, caption]``),
     ``figures`` (``[title, png, caption]``) and ``scorecard`` (the claims TSV, first page).
+    ``method_table(kind)`` gives the function that makes a method's table (the command passes
+    the method registry's lookup: the report imports no method).
     """
     summary, cost, catalog = (
         pd.read_csv(spec[k], sep="\t") for k in ("summary", "cost", "catalog")
@@ -61,7 +67,9 @@ def build_report(out: Path, spec: dict[str, Any]) -> Path:
     info["packages"] = ", ".join(f"{k} {v}" for k, v in packages.items())
     tables = []
     for title, kind, params, caption in spec.get("tables", []):
-        frame = entry("tables", kind)(summary, cost, catalog, **params)
+        if method_table is None:
+            raise ValueError(f"table {kind!r} is a method's, and no method lookup was given")
+        frame = method_table(kind)(summary, cost, catalog, **params)
         tables.append({"title": title, "table": typeset(frame, caption)})
     data = {
         "methods": ", ".join(sorted(config.get("methods", {}))) or "no method enabled",

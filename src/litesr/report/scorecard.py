@@ -1,12 +1,7 @@
-"""The replication scorecard: each paper's claims, with the paper's number, the authors'
-released weights under our evaluation, our own training, and a verdict.
+"""The replication scorecard: each paper's claims (:mod:`litesr.claims`), with the paper's
+number, the authors' released weights under our evaluation, our own training, and a verdict.
 
-A method lists its claims in ``claims.yaml`` beside its schema. A claim names a metric on a
-set and scale and the models whose difference (or value) it is about, by *role*: the
-method's plan maps roles to this run's model names (:attr:`litesr.methods.plan.Plan.roles`);
-a role given several models (seeds) is their mean, and their max − min is the seed spread.
-The ``authors`` models are roles too, or model names (``authors-…``, imported by the
-``authors`` method). Kinds of claim and their verdicts (``effect`` = ours, ``p`` = paper):
+Kinds of claim and their verdicts (``effect`` = ours, ``p`` = paper):
 
 - ``gain``: p (or, with no number, the sign of ``expect``) says which way a change goes.
   *reproduced*: same sign and at least half the size (any size when the paper gives no
@@ -27,79 +22,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
+from litesr.claims import ACCURACY, COST
 from litesr.tsv import write_tsv
 
-ACCURACY = {"psnr_y": "dB", "ssim_y": "SSIM", "psnr_rgb": "dB"}
-COST = {
-    "params": "params",
-    "macs_256_G": "GMACs",
-    "macs_720p_G": "GMACs",
-    "cpu_latency_ms": "ms",
-    "cpu_inference_MiB": "MiB",
-}
-KINDS = ("gain", "at_least", "parity")
-FIELDS = {"id", "claim", "source", "metric", "set", "scale", "kind", "paper", "expect",
-          "tolerance", "ours", "authors"}  # fmt: skip
 COLUMNS = [
     "paper_name", "id", "claim", "source", "paper_set", "set", "scale", "metric", "unit", "paper",
     "expect",
     "authors", "ours", "spread", "verdict", "ours_models", "authors_models",
 ]  # fmt: skip
-
-
-def load_claims(path: Path) -> dict[str, Any]:
-    """A method's ``claims.yaml`` (``paper``: the paper's name, ``claims``: a list), checked;
-    a ValueError names the file and the claim."""
-    doc = yaml.safe_load(Path(path).read_text())
-    if not isinstance(doc, dict) or not isinstance(doc.get("claims"), list):
-        raise ValueError(f"{path}: needs `paper` and a list `claims`")
-    for claim in doc["claims"]:
-        where = f"{path}: claim {claim.get('id', '?')!r}"
-        extra = sorted(set(claim) - FIELDS)
-        if extra:
-            raise ValueError(f"{where}: unknown key(s) {extra}")
-        if claim.get("metric") not in {**ACCURACY, **COST}:
-            raise ValueError(f"{where}: metric must be one of {[*ACCURACY, *COST]}")
-        if claim.get("kind", "gain") not in KINDS:
-            raise ValueError(f"{where}: kind must be one of {KINDS}")
-        if claim.get("paper") is None and (
-            claim.get("kind", "gain") != "gain" or claim.get("expect") not in (1, -1)
-        ):
-            raise ValueError(
-                f"{where}: a claim without a paper number is a gain with `expect` 1 or -1"
-            )
-        for key in ("ours", "authors"):
-            if len(claim.get(key, [])) > 2:
-                raise ValueError(f"{where}: `{key}` lists one model (a value) or two (a − b)")
-        if not claim.get("ours") and not claim.get("authors"):
-            raise ValueError(f"{where}: needs `ours` or `authors`")
-    return doc
-
-
-def resolve(
-    doc: dict[str, Any], roles: dict[str, list[str]], models: list[str], test_sets: list[str]
-) -> list[dict[str, Any]]:
-    """The claims with roles replaced by this run's model names (empty where a role or an
-    authors' model is not in the run) and the set by the first test set where the paper's
-    is not one of the run's (noted in the row)."""
-    rows = []
-    for claim in doc["claims"]:
-        ours = [roles.get(role, []) for role in claim.get("ours", [])]
-        authors = [roles.get(m) or ([m] if m in models else []) for m in claim.get("authors", [])]
-        set_name = claim.get("set", test_sets[0])
-        rows.append(
-            {
-                **claim,
-                "paper_name": doc["paper"],
-                "set": set_name if set_name in test_sets else test_sets[0],
-                "paper_set": set_name,
-                "ours": ours if all(ours) else [],
-                "authors": authors if authors and all(authors) else [],
-            }
-        )
-    return rows
 
 
 def _values(models: list[str], claim: dict, summary: pd.DataFrame, cost: pd.DataFrame):
