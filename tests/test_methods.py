@@ -113,14 +113,31 @@ def test_a_misspelled_recipe_key_fails_the_dry_run_naming_it(tmp_path):
     assert result.returncode != 0 and "stpes" in result.stdout
 
 
-def test_lazy_entries_resolve_and_parsing_imports_no_plotting():
+def test_every_entry_resolves_and_loading_the_methods_imports_no_torch_nor_plotting():
+    """Parsing the workflow loads every method package for its plan: step and report code
+    (torch, matplotlib) is imported by ``entry`` when a job runs it, never at load time."""
     from litesr.methods.registry import entry
 
-    assert callable(entry("tables", "ail.table")) and callable(entry("figures", "dipnet.scatter"))
-    code = "import sys; from litesr.methods.registry import methods; methods(); "
-    code += "print('seaborn' in sys.modules or 'matplotlib.pyplot' in sys.modules)"
+    for name, method in methods().items():
+        for kind in ("steps", "figures", "tables"):
+            for key in getattr(method, kind):
+                assert callable(entry(kind, f"{name}.{key}")), f"{name}.{key}"
+    code = (
+        "import sys; from litesr.methods.registry import methods; methods(); "
+        "import litesr.claims, litesr.methods.plan, litesr.report.provenance; "
+        "print(sorted({'torch', 'seaborn', 'matplotlib.pyplot'} & set(sys.modules)))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    assert out.stdout.strip() == "[]"
+
+
+def test_a_method_package_still_exports_its_step_classes():
+    from litesr.methods import ail, drc
+
+    assert ail.Importance.__module__ == "litesr.methods.ail.importance"
+    assert drc.candidate_widths.__module__ == "litesr.methods.drc.search"
+    with pytest.raises(AttributeError, match="litesr.methods.ail.*nosuch"):
+        ail.nosuch  # noqa: B018
 
 
 def imported(path: Path) -> set[str]:
@@ -144,3 +161,20 @@ def test_the_plan_imports_nothing_from_the_report():
         back = {m for m in imported(path) if m.startswith("litesr.report")}
         assert not back, f"{path.relative_to(src)} imports {back}"
     assert not {m for m in imported(src / "claims.py") if m.startswith("litesr.methods")}
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        ({"n_feets": 8}, "n_feets"),
+        ({"n_resblocks": 10_000_000}, "LITESR_MAX_LAYERS"),
+        ({"scale": 2}, "scale"),
+        ({"n_feats": 8.5}, "whole numbers"),
+    ],
+)
+def test_a_model_s_args_are_checked_at_plan_time_without_building_it(args, named):
+    from litesr.methods.collect import ConfigError, check_arch
+
+    with pytest.raises(ConfigError, match=f"models.m.args: .*{named}"):
+        check_arch("edsr", args, [2, 4], "models.m.args")
+    check_arch("edsr", {"n_resblocks": 2, "n_feats": 8}, [2, 4], "models.m.args")

@@ -7,12 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from litesr.claims import load_claims, resolve
 from litesr.methods.plan import Figure, MadeModel, Paths, Table, TrainedModel
 from litesr.methods.registry import Method, methods
-from litesr.models import build
+from litesr.models.limits import check_size
 from litesr.train.spec import TrainSpec
 
 RESERVED_NAMES = ("bicubic",)
@@ -50,12 +48,16 @@ def check_recipe(recipe: dict[str, Any], where: str) -> None:
 
 
 def check_arch(arch: str, args: dict[str, Any], scales: list[int], where: str) -> None:
-    """Build the model on the meta device: bad arguments fail now, at no memory cost."""
+    """Check a model's arguments against its architecture's constructor and the size limits
+    (:func:`~litesr.models.limits.check_size`: by formula, nothing is built, so the check
+    costs no time even for a huge model). The constructor's own checks of the values run when
+    the model is first built."""
+    if "scale" in args:
+        raise ConfigError(f"{where}: args must not set scale (the workflow's `scales` do)")
     try:
-        with torch.device("meta"):
-            for scale in scales:
-                build(arch, scale=scale, **args)
-    except (ValueError, TypeError, RuntimeError) as err:
+        for scale in scales:
+            check_size(arch, {**args, "scale": scale})
+    except (ValueError, TypeError) as err:
         raise ConfigError(f"{where}: {err}") from None
 
 

@@ -7,6 +7,10 @@ function (config section → :class:`~litesr.methods.plan.Plan`) and its entry p
 and optionally a rules file and the paper's claims (``claims.yaml``, see
 :mod:`litesr.claims`).
 
+Parsing the workflow imports every method package for its ``plan``: a package imports no
+step code (nor torch) at module level. It names its steps as ``"module:function"`` and exports
+its step-time classes through :func:`lazy_exports`.
+
 Methods are found in the built-in list, in the ``litesr.methods`` entry-point group of
 installed packages, and in the colon-separated module names of ``LITESR_METHODS``.
 """
@@ -91,3 +95,16 @@ def entry(kind: str, qualified: str) -> Callable[..., Any]:
         module, _, function = target.partition(":")
         target = getattr(importlib.import_module(module), function)
     return target
+
+
+def lazy_exports(package: str, names: dict[str, str]) -> Callable[[str], Any]:
+    """A package's module ``__getattr__`` (PEP 562) that imports each exported name from its
+    module (``names``: name → module) on first use, so that importing the package imports
+    none of them."""
+
+    def __getattr__(name: str) -> Any:
+        if name not in names:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        return getattr(importlib.import_module(names[name]), name)
+
+    return __getattr__

@@ -10,8 +10,6 @@ from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-import torch
-
 PACKAGES = (
     "litesr",
     "torch",
@@ -63,6 +61,8 @@ def package_versions() -> dict[str, str]:
 
 
 def device_description() -> str:
+    import torch  # not at module level: the workflow imports config_hash when it is parsed
+
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:

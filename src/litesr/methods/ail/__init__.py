@@ -23,15 +23,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from litesr.methods.ail.importance import VARIANTS, AILTask, Importance
-from litesr.methods.ail.patches import lr_side
-from litesr.methods.ail.rounds import round_files, train_rounds
 from litesr.methods.authors import model_spec
 from litesr.methods.plan import Figure, MadeModel, Paths, Plan, Table, TrainedModel
-from litesr.methods.registry import Method
+from litesr.methods.registry import Method, lazy_exports
 from litesr.train.spec import TrainSpec
 
 __all__ = ["METHOD", "VARIANTS", "AILTask", "Importance", "round_files", "train_rounds"]
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "VARIANTS": "litesr.methods.ail.importance",
+        "AILTask": "litesr.methods.ail.importance",
+        "Importance": "litesr.methods.ail.importance",
+        "round_files": "litesr.methods.ail.rounds",
+        "train_rounds": "litesr.methods.ail.rounds",
+    },
+)
 
 
 def student(width: int, variant: str, seed: int | None = None) -> str:
@@ -55,6 +62,9 @@ def vdsr_args(config: dict[str, Any], key: str, name: str) -> dict[str, Any]:
 def plan(section: dict[str, Any], config: dict[str, Any], paths: Paths) -> Plan:
     """Pre-trained students (unless ``start`` names one), the variants' rounds, the figures
     and the table."""
+    from litesr.methods.ail.importance import Importance  # imports torch: not at module level
+    from litesr.methods.ail.patches import lr_side
+
     teacher, start = section["teacher"], section.get("start")
     depth = vdsr_args(config, "ail.teacher", teacher)["depth"]
     widths, variants, rounds = section["widths"], section["variants"], section["rounds"]
@@ -183,7 +193,7 @@ METHOD = Method(
     name="ail",
     schema=Path(__file__).with_name("schema.yaml"),
     plan=plan,
-    steps={"rounds": train_rounds},
+    steps={"rounds": "litesr.methods.ail.rounds:train_rounds"},
     figures={
         "importance": "litesr.methods.ail.report:importance_maps",
         "rounds": "litesr.methods.ail.report:round_curves",

@@ -13,7 +13,6 @@ from typing import Any
 
 from litesr.methods.plan import MadeModel, Paths, Plan
 from litesr.methods.registry import Method
-from litesr.models.authors import import_release, release_at, release_file
 
 PREFIX = "authors-"
 
@@ -33,12 +32,16 @@ def model_spec(config: dict[str, Any], name: str) -> tuple[str, dict[str, Any]] 
         or name[len(PREFIX) :] not in section.get("releases", [])
     ):
         return None
+    from litesr.models.authors import release_at  # imports torch: not at module level
+
     rel = release_at(name[len(PREFIX) :], config["scales"][0])
     return rel.arch, dict(rel.args)
 
 
 def plan(section: dict[str, Any], config: dict[str, Any], paths: Paths) -> Plan:
     """One imported model per release; every release must serve every configured scale."""
+    from litesr.models.authors import release_at, release_file  # imports torch: not at module level
+
     reference = Path(section["reference"])
     made = []
     for release in section["releases"]:
@@ -59,5 +62,5 @@ METHOD = Method(
     name="authors",
     schema=Path(__file__).with_name("schema.yaml"),
     plan=plan,
-    steps={"import": import_release},
+    steps={"import": "litesr.models.authors:import_release"},
 )

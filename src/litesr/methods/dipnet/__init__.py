@@ -31,14 +31,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from litesr.measure.cost import count_params
 from litesr.methods.authors import model_spec
-from litesr.methods.dipnet import pipeline
 from litesr.methods.plan import Figure, MadeModel, Paths, Plan, Table, TrainedModel
 from litesr.methods.registry import Method
-from litesr.models import build
 
 __all__ = ["METHOD", "plan"]
 
@@ -50,6 +45,11 @@ FEATURE_ARCHS = ("edsr", "rlfn")
 
 
 def _params(arch: str, args: dict[str, Any]) -> int:
+    import torch  # not at module level (see litesr.methods.registry)
+
+    from litesr.measure.cost import count_params
+    from litesr.models import build
+
     with torch.device("meta"):
         return count_params(build(arch, scale=4, **args))
 
@@ -190,10 +190,10 @@ METHOD = Method(
     schema=Path(__file__).with_name("schema.yaml"),
     plan=plan,
     steps={
-        "distil": pipeline.distil,
-        "reparam": pipeline.reparam,
-        "prune": pipeline.prune,
-        "progressive": pipeline.progressive,
+        "distil": "litesr.methods.dipnet.pipeline:distil",
+        "reparam": "litesr.methods.dipnet.pipeline:reparam",
+        "prune": "litesr.methods.dipnet.pipeline:prune",
+        "progressive": "litesr.methods.dipnet.pipeline:progressive",
     },
     figures={"scatter": "litesr.methods.dipnet.report:scatter"},
     tables={"ablation": "litesr.methods.dipnet.report:ablation_table"},

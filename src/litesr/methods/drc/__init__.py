@@ -14,13 +14,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from litesr.methods.drc.dual import DualNet, DualTask
-from litesr.methods.drc.pipeline import drc_compress, l1_compress, train_primal
-from litesr.methods.drc.search import SearchTask, candidate_widths
 from litesr.methods.plan import Figure, MadeModel, Paths, Plan, Table
-from litesr.methods.registry import Method
+from litesr.methods.registry import Method, lazy_exports
 
 __all__ = ["METHOD", "DualNet", "DualTask", "SearchTask", "candidate_widths"]
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "DualNet": "litesr.methods.drc.dual",
+        "DualTask": "litesr.methods.drc.dual",
+        "SearchTask": "litesr.methods.drc.search",
+        "candidate_widths": "litesr.methods.drc.search",
+    },
+)
 
 PRIMAL = "drc-primal"
 
@@ -142,7 +148,11 @@ METHOD = Method(
     name="drc",
     schema=Path(__file__).with_name("schema.yaml"),
     plan=plan,
-    steps={"primal": train_primal, "drc": drc_compress, "l1": l1_compress},
+    steps={
+        "primal": "litesr.methods.drc.pipeline:train_primal",
+        "drc": "litesr.methods.drc.pipeline:drc_compress",
+        "l1": "litesr.methods.drc.pipeline:l1_compress",
+    },
     figures={"widths": "litesr.methods.drc.report:widths_figure"},
     tables={"table": "litesr.methods.drc.report:drc_table"},
     claims=Path(__file__).with_name("claims.yaml"),

@@ -17,14 +17,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from litesr.methods.memsr.convert import convert
-from litesr.methods.memsr.init import memsr_init
-from litesr.methods.memsr.steps import convert_teacher, train_student
-from litesr.methods.memsr.task import MemSRTask, distill_weight
 from litesr.methods.plan import Figure, MadeModel, Paths, Plan, Table, TrainedModel
-from litesr.methods.registry import Method
+from litesr.methods.registry import Method, lazy_exports
 
 __all__ = ["METHOD", "MemSRTask", "convert", "distill_weight", "memsr_init"]
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "MemSRTask": "litesr.methods.memsr.task",
+        "convert": "litesr.methods.memsr.convert",
+        "distill_weight": "litesr.methods.memsr.task",
+        "memsr_init": "litesr.methods.memsr.init",
+    },
+)
 
 PLAIN_TEACHER = "memsr-plain-teacher"
 
@@ -113,7 +118,10 @@ METHOD = Method(
     name="memsr",
     schema=Path(__file__).with_name("schema.yaml"),
     plan=plan,
-    steps={"convert": convert_teacher, "student": train_student},
+    steps={
+        "convert": "litesr.methods.memsr.steps:convert_teacher",
+        "student": "litesr.methods.memsr.steps:train_student",
+    },
     figures={"memory": "litesr.methods.memsr.report:memory_figure"},
     tables={"table": "litesr.methods.memsr.report:memsr_table"},
     claims=Path(__file__).with_name("claims.yaml"),
