@@ -13,6 +13,8 @@ Rule applied by :func:`read_image` (anything else raises :class:`ImageError` nam
   dropped only when every pixel is fully opaque; any transparent pixel is refused, since the
   super-resolution of transparent pixels is undefined.
 - CMYK, YCbCr, LAB, HSV, float (``F``) and any other mode are refused.
+- Multi-frame images (animated GIF, PNG or WebP, multi-page TIFF) are refused: which frame is
+  meant is the user's choice, so none is picked silently.
 - Images larger than a pixel limit (:data:`DEFAULT_MAX_PIXELS`, or ``LITESR_MAX_PIXELS``, or
   the ``max_pixels`` argument) are refused from their header, before any pixel is decoded.
 
@@ -160,6 +162,13 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) -
 def _read_limited(path: Path, limit: int) -> np.ndarray:
     try:
         with _open_checked(path, limit) as img:
+            frames = getattr(img, "n_frames", 1)
+            if frames > 1:
+                raise ImageError(
+                    path,
+                    f"image has {frames} frames (an animation or a multi-page file); only "
+                    "single-frame images are supported (save the wanted frame on its own)",
+                )
             rawmode = _rawmode(img)
             if img.format == "PNG" and rawmode in _PNG16_LOW:
                 return _from_png16(path, rawmode, limit)
