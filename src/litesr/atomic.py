@@ -4,6 +4,11 @@ Every output of litesr goes through here, so that a crash or a full disk never l
 half-written file under its final name, two writers of one output never share a temporary
 name, and results get the permissions the user's umask asks for (``mkstemp`` alone would
 make them owner-only).
+
+A writer killed outright (``kill -9``, power loss) cannot remove its temporary file
+``.<name>.XXXXXXXX.tmp``. :func:`remove_stale_temporaries` removes those of one output on a
+later run; it tells them from live ones by a lock that :func:`atomic_path` holds on its
+temporary until the rename (the kernel drops it when the writer dies).
 """
 
 from __future__ import annotations
@@ -11,7 +16,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,20 +39,71 @@ def honour_umask(path: Path, *, directory: bool = False) -> None:
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a unique temporary path beside ``path``; on success rename it onto ``path``.
 
-    On any exception the temporary file is removed and ``path`` is left as it was.
+    On any exception the temporary file is removed and ``path`` is left as it was. The
+    temporary is locked (``flock``) while the context lasts: see
+    :func:`remove_stale_temporaries`.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
     tmp = Path(name)
     try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         yield tmp
         honour_umask(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    finally:
+        os.close(fd)
+
+
+_MKSTEMP_PART = re.compile(r"[a-z0-9_]{8}")  # the random part of a mkstemp name
+
+
+def remove_stale_temporaries(path: str | os.PathLike[str], *, before: float) -> list[Path]:
+    """Remove the temporary files that writers of ``path`` killed mid-write left beside it;
+    return them.
+
+    The rule: a file is removed when its name is ``.<name of path>.XXXXXXXX.tmp`` (the
+    pattern :func:`atomic_path` gives ``path``'s own temporaries, so those of other outputs
+    are never touched), it is a regular file, it was last modified before ``before`` (a
+    ``time.time()``, the start of the current run), and no process holds its lock (a live
+    :func:`atomic_path` holds it until the rename).
+    """
+    path = Path(path)
+    prefix = f".{path.name}."
+    try:
+        names = os.listdir(path.parent)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    removed = []
+    for name in names:
+        if not (
+            name.startswith(prefix)
+            and name.endswith(".tmp")
+            and _MKSTEMP_PART.fullmatch(name[len(prefix) : -len(".tmp")])
+        ):
+            continue
+        candidate = path.parent / name
+        try:
+            fd = os.open(candidate, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:  # gone meanwhile, a symbolic link, or unreadable: not ours to remove
+            continue
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode) or info.st_mtime >= before:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # a live writer
+                continue
+            candidate.unlink(missing_ok=True)
+            removed.append(candidate)
+        finally:
+            os.close(fd)
+    return removed
 
 
 @contextlib.contextmanager
