@@ -189,25 +189,10 @@ def _analyse(model: nn.Module) -> Locality:
     stack: list[str] = [""]
     found: list[tuple[str, str]] = []
     convs: dict[str, tuple[nn.Conv2d, tuple[int, int]]] = {}
-    handles = []
-    for name, module in probe.named_modules():
-
-        def push(mod, inputs, name=name):
-            stack.append(name)
-            if isinstance(mod, nn.Conv2d) and name not in convs:
-                convs[name] = (mod, tuple(inputs[0].shape[-2:]))
-
-        def pop(mod, inputs, output):
-            stack.pop()
-
-        handles += [module.register_forward_pre_hook(push), module.register_forward_hook(pop)]
-    try:
-        first = _PROBE_SIZES[0]
-        with _OpRecorder(stack, found):
-            probe(torch.rand(1, 3, first, first, dtype=torch.float64, generator=_gen(0)))
-    finally:
-        for handle in handles:
-            handle.remove()
+    first = _PROBE_SIZES[0]
+    x = torch.rand(1, 3, first, first, dtype=torch.float64, generator=_gen(0))
+    with _OpRecorder(stack, found):
+        _trace_convs(probe, x, convs, stack)
     bound, sites = _conv_sites(convs, first)
 
     spread: int | None = None
@@ -252,7 +237,6 @@ def _analyse(model: nn.Module) -> Locality:
             )
             reason += f"; shift-variant operations: {shown}"
         reason = f"{arch} cannot be tiled exactly: {reason}"
-    widest = max(((s.in_channels + s.out_channels) * s.fy * s.fx * 4 for s in sites), default=24)
     return Locality(
         arch=arch,
         radius=radius,
@@ -260,8 +244,58 @@ def _analyse(model: nn.Module) -> Locality:
         conv_bound=bound,
         reason=reason,
         convs=sites,
-        bytes_per_pixel=MEMORY_FACTOR * widest,
+        bytes_per_pixel=_bytes_per_pixel(sites),
     )
+
+
+def _trace_convs(
+    model: nn.Module,
+    x: Tensor,
+    convs: dict[str, tuple[nn.Conv2d, tuple[int, int]]],
+    stack: list[str] | None = None,
+) -> None:
+    """Run ``model`` on ``x``, recording each ``nn.Conv2d`` and its input size in ``convs``
+    and keeping ``stack`` the names of the modules being called."""
+    stack = [""] if stack is None else stack
+    handles = []
+    for name, module in model.named_modules():
+
+        def push(mod, inputs, name=name):
+            stack.append(name)
+            if isinstance(mod, nn.Conv2d) and name not in convs:
+                convs[name] = (mod, tuple(inputs[0].shape[-2:]))
+
+        def pop(mod, inputs, output):
+            stack.pop()
+
+        handles += [module.register_forward_pre_hook(push), module.register_forward_hook(pop)]
+    try:
+        model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _bytes_per_pixel(sites: tuple[ConvSite, ...]) -> float:
+    """The memory estimate per LR pixel of the module docstring, from the conv layout."""
+    widest = max(((s.in_channels + s.out_channels) * s.fy * s.fx * 4 for s in sites), default=24)
+    return MEMORY_FACTOR * widest
+
+
+@torch.no_grad()
+def bytes_per_pixel(model: nn.Module) -> float:
+    """Estimated working memory per LR pixel of a forward pass (see *Memory*). Cheap: one
+    forward pass on a small probe, without the locality measurement of :func:`analyse`."""
+    cached = _CACHE.get(model)
+    if cached is not None:
+        return cached.bytes_per_pixel
+    size = _PROBE_SIZES[0]
+    param = next(model.parameters(), None)
+    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    x = torch.rand(1, 3, size, size, generator=_gen(0)).to(_model_device(model), dtype)
+    convs: dict[str, tuple[nn.Conv2d, tuple[int, int]]] = {}
+    _trace_convs(model, x, convs)
+    return _bytes_per_pixel(_conv_sites(convs, size)[1])
 
 
 def _probe_sizes(bound: int) -> list[int]:
@@ -406,6 +440,7 @@ def plan_tiles(
     tile: int,
     margin: int,
     dtype: torch.dtype = torch.float32,
+    min_window: int = 1,
 ) -> list[Tile]:
     """Tiles of at most ``tile``×``tile`` LR pixels (as many per axis as that needs, of equal
     size) covering an H×W image, each run in a window with ``margin`` LR pixels of context
@@ -413,7 +448,8 @@ def plan_tiles(
 
     All windows have one size, so that every convolution selects the same backend on
     each; the size is grown until that is also the backend it selects on the whole image
-    (and the tiles with it: ``tile`` is then a lower bound).
+    (and the tiles with it: ``tile`` is then a lower bound). No window side is below
+    ``min_window`` (the smallest input the model accepts) unless the image's is.
     """
     if isinstance(tile, bool) or not isinstance(tile, int) or tile < 1:
         raise ValueError(f"tile must be a positive number of LR pixels, got {tile!r}")
@@ -421,7 +457,8 @@ def plan_tiles(
     scale = int(model.scale)
     # Even tiles: ceil(h / tile) of them per axis, as equal as can be (no thin last tile).
     tile_h, tile_w = (math.ceil(n / math.ceil(n / tile)) for n in (h, w))
-    wh, ww = min(h, tile_h + 2 * margin), min(w, tile_w + 2 * margin)
+    wh = min(h, max(tile_h + 2 * margin, min_window))
+    ww = min(w, max(tile_w + 2 * margin, min_window))
     if (wh, ww) != (h, w) and _model_device(model).type == "cpu":
         key = _backend_key(model, dtype)
         whole = key(h, w)
@@ -464,17 +501,19 @@ def iter_tiles(
     progress: bool = False,
     desc: str = "tiles",
     prepare: Callable[[Tensor], Tensor] | None = None,
+    min_window: int = 1,
 ) -> Iterator[tuple[tuple[slice, slice], Tensor]]:
     """Run ``model`` tile by tile on an N×C×H×W LR tensor; yield (output rows and columns,
     that part of the output). See :func:`tiled_forward`. ``prepare``, if given, maps each
-    window to the model's input (an elementwise map, e.g. uint8 to float, keeps exactness)."""
+    window to the model's input (an elementwise map, e.g. uint8 to float, keeps exactness);
+    ``min_window`` is the smallest window side (:func:`plan_tiles`)."""
     from tqdm.auto import tqdm
 
     if lr.ndim != 4:
         raise ValueError(f"expected an N×C×H×W tensor, got shape {tuple(lr.shape)}")
     margin, _ = _margin(model, radius, allow_approximate)
     dtype = lr.dtype if prepare is None else prepare(lr[..., :1, :1]).dtype
-    tiles = plan_tiles(model, tuple(lr.shape[-2:]), tile, margin, dtype)
+    tiles = plan_tiles(model, tuple(lr.shape[-2:]), tile, margin, dtype, min_window)
     device = _model_device(model)
     scale = int(model.scale)
     with torch.inference_mode():
@@ -543,22 +582,22 @@ def tile_for_memory(
     """
     if not (isinstance(max_memory_mb, int | float) and max_memory_mb > 0):
         raise ValueError(f"max memory must be a positive number of MB, got {max_memory_mb!r}")
-    info = analyse(model)
-    margin, _ = _margin(model, None, allow_approximate)
+    per_pixel = bytes_per_pixel(model)
     budget = max_memory_mb * 2**20
     scale = int(model.scale)
     if image_hw is not None:
         h, w = image_hw
         budget -= h * w * (3 + 3 * scale**2)
-        if h * w * (info.bytes_per_pixel + 3 * 4) <= budget:
+        if h * w * (per_pixel + 3 * 4) <= budget:
             return max(image_hw)
-    tile = math.isqrt(max(0, int(budget / info.bytes_per_pixel))) - 2 * margin
+    margin, _ = _margin(model, None, allow_approximate)
+    tile = math.isqrt(max(0, int(budget / per_pixel))) - 2 * margin
     if tile < MIN_TILE:
-        need = info.bytes_per_pixel * (MIN_TILE + 2 * margin) ** 2 / 2**20
+        need = per_pixel * (MIN_TILE + 2 * margin) ** 2 / 2**20
         image_mb = max_memory_mb - budget / 2**20
         extra = f" plus {image_mb:.0f} MB for the image" if image_mb >= 0.5 else ""
         raise ValueError(
-            f"a memory limit of {max_memory_mb:g} MB is too small for {info.arch}: a "
+            f"a memory limit of {max_memory_mb:g} MB is too small for {arch_name(model)}: a "
             f"{MIN_TILE}-pixel tile with its {margin}-pixel margins needs about "
             f"{need:.0f} MB{extra}"
         )
@@ -567,4 +606,4 @@ def tile_for_memory(
 
 def estimate_memory_mb(model: nn.Module, window_hw: tuple[int, int]) -> float:
     """Estimated working memory (MB) of one forward pass on a window of ``window_hw``."""
-    return analyse(model).bytes_per_pixel * window_hw[0] * window_hw[1] / 2**20
+    return bytes_per_pixel(model) * window_hw[0] * window_hw[1] / 2**20
