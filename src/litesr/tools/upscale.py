@@ -8,10 +8,22 @@ litesr safetensors file is refused, named) and every input is decoded once (an u
 image is refused, named), so a mistake stops the run before hours of upscaling.
 
 Without ``--tile`` or ``--max-memory`` each image runs whole, exactly as ``litesr evaluate``
-runs it. With them, it runs in tiles with overlapping margins (``litesr.tools.tiling``): on
-CPU the PNG of a convolutional network (EDSR) is the same, byte for byte; VDSR's may differ
-by one level in a few values in 10^5 (see ``litesr.tools.tiling``, *Exactness*). Networks
-that are not local (RLFN's ESA) are refused unless ``--approximate`` is given.
+runs it, when its estimated need fits in half the memory available now (host memory, or
+the GPU's free memory on CUDA; a container's cgroup limit counts); an image that does not
+runs in tiles sized for that budget, and the log says so. With them, it runs in tiles with
+overlapping margins (``litesr.tools.tiling``): on CPU the PNG of a convolutional network
+(EDSR) is the same, byte for byte; VDSR's may differ by one level in a few values in 10^5
+(see ``litesr.tools.tiling``, *Exactness*). Networks that are not local (RLFN's ESA) are
+refused unless ``--approximate`` is given.
+
+Also refused before anything is written, each in one line naming the file: an output that
+is one of the inputs (the model or an image, compared as resolved paths), an image smaller
+than the model accepts (:func:`litesr.models.limits.min_input_size`; tiles are never cut
+smaller either), and an image with more than one frame. A model whose output is not
+finite (an overflow) is refused at the first such image, whose PNG is not written; one
+with a NaN or infinite weight is refused before any image is run.
+Temporaries of an output left by a killed run are removed first
+(:func:`litesr.atomic.remove_stale_temporaries` states the rule).
 """
 
 from __future__ import annotations
@@ -20,19 +32,74 @@ import argparse
 import logging
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
-from torch import nn
+from torch import Tensor, nn
 
-from litesr.atomic import atomic_path
+from litesr.atomic import atomic_path, remove_stale_temporaries
 from litesr.data.images import read_image
 from litesr.device import DEVICES, resolve_device
-from litesr.tools.tiling import NonLocalModelError, analyse, iter_tiles, tile_for_memory
+from litesr.tools.tiling import (
+    NonLocalModelError,
+    analyse,
+    arch_name,
+    iter_tiles,
+    tile_for_memory,
+)
 
 log = logging.getLogger(__name__)
+
+AUTO_MEMORY_FRACTION = 0.5  # of the memory available, without --tile or --max-memory
+
+
+class NonFiniteError(ValueError):
+    """NaN or infinite values in a model's weights or output (a corrupt file, a diverged
+    training run, an overflow)."""
+
+
+def check_finite_weights(model: nn.Module, model_file: str | os.PathLike[str]) -> None:
+    """Refuse (:class:`NonFiniteError`, naming the file) a model with a NaN or infinite
+    weight or buffer: its output would be NaN, which becomes black in a PNG."""
+    tensors = [t for t in model.state_dict().values() if t.is_floating_point()]
+    bad = sum(int((~torch.isfinite(t)).sum()) for t in tensors)
+    if bad:
+        total = sum(t.numel() for t in tensors)
+        raise NonFiniteError(
+            f"{model_file}: {bad} of the model's {total} weights are NaN or infinite (a "
+            "corrupt file or a diverged training run); nothing upscaled"
+        )
+
+
+def available_memory_mb(device: torch.device) -> float | None:
+    """Memory available now for the work, in MB: the GPU's free memory on CUDA; on CPU the
+    host's ``MemAvailable``, or less where a cgroup limit leaves less. None when unknown."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0] / 2**20
+    found = []
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    found.append(int(line.split()[1]) / 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    for limit, usage in (
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+        (
+            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+            "/sys/fs/cgroup/memory/memory.usage_in_bytes",
+        ),
+    ):
+        try:
+            left = int(Path(limit).read_text()) - int(Path(usage).read_text())
+        except (OSError, ValueError):  # no such cgroup, or "max": no limit
+            continue
+        found.append(max(0, left) / 2**20)
+    return min(found) if found else None
 
 
 def output_name(image: Path, scale: int) -> str:
@@ -72,9 +139,12 @@ def upscale(
 
     ``tile`` (LR pixels) or ``max_memory_mb`` (working memory, see
     :func:`litesr.tools.tiling.tile_for_memory`) run each image in tiles; at most one may be
-    given. Returns the PNGs written, in the order of ``inputs``. User mistakes raise
-    ``ValueError`` or ``OSError`` naming the file.
+    given. Without either, an image runs whole when it fits in a budget taken from the
+    memory available (:data:`AUTO_MEMORY_FRACTION` of :func:`available_memory_mb`), else
+    in tiles for that budget. Returns the PNGs written, in the order of ``inputs``. User
+    mistakes raise ``ValueError`` or ``OSError`` naming the file.
     """
+    started = time.time()
     if tile is not None and max_memory_mb is not None:
         raise ValueError("give a tile size or a memory limit, not both")
     if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int) or tile < 1):
@@ -83,65 +153,130 @@ def upscale(
         raise ValueError(f"max memory must be a positive number of MB, got {max_memory_mb!r}")
     from tqdm.auto import tqdm
 
-    from litesr.evaluate.run import super_resolve  # heavy: not at `litesr --help`
+    from litesr.models.limits import min_input_size
     from litesr.models.store import load_model
 
     inputs = [Path(p) for p in inputs]
     if not inputs:
         raise ValueError("no input images given")
     out_dir = Path(out_dir)
-    check_output_dir(out_dir)
     try:
         dev = resolve_device(device)
     except RuntimeError as err:
         raise ValueError(str(err)) from err
-    model, _ = load_model(model_file, device=dev)
+    model, meta = load_model(model_file, device=dev)
+    check_finite_weights(model, model_file)
+    min_side = min_input_size(meta["arch"], meta["args"])
     scale = int(model.scale)
     targets = [out_dir / output_name(p, scale) for p in inputs]
     clash = {t for t in targets if targets.count(t) > 1}
     if clash:
         names = [str(p) for p, t in zip(inputs, targets, strict=True) if t in clash]
         raise ValueError(f"inputs {names} would all be written to the same file; rename them")
+    check_not_inputs(targets, [Path(model_file), *inputs])
+    check_output_dir(out_dir)
     for path in inputs:  # decode every image before any work; ImageError names the file
-        read_image(path)
-    tiled = tile is not None or max_memory_mb is not None
-    if tiled:
+        h, w = read_image(path).shape[:2]
+        if min(h, w) < min_side:
+            raise ValueError(
+                f"{path}: a {w}×{h} image is too small for {meta['arch']}, which needs at "
+                f"least {min_side}×{min_side} LR pixels"
+            )
+    if tile is not None or max_memory_mb is not None:
         info = analyse(model)
         if not info.exact and not allow_approximate:
             raise NonLocalModelError(
                 f"{model_file}: {info.reason}. Run it without --tile/--max-memory, or allow "
                 "approximate tiling with --approximate"
             )
+    for target in targets:
+        for stale in remove_stale_temporaries(target, before=started):
+            log.info("%s: removed %s, left by a run that was killed", target, stale)
+    available = None
+    if tile is None and max_memory_mb is None:
+        available = available_memory_mb(dev)
     written = []
     for path, target in tqdm(
         list(zip(inputs, targets, strict=True)), desc="upscale", unit="image", disable=not progress
     ):
         lr = read_image(path)
-        if tiled:
-            size = tile
-            if size is None:
-                size = tile_for_memory(
-                    model,
-                    max_memory_mb,
-                    image_hw=lr.shape[:2],
-                    allow_approximate=allow_approximate,
-                )
-            sr = super_resolve_tiled(
-                model,
-                lr,
-                dev,
-                size,
-                allow_approximate=allow_approximate,
-                progress=progress,
-                desc=path.name,
+        size = tile
+        if max_memory_mb is not None:
+            size = tile_for_memory(
+                model, max_memory_mb, image_hw=lr.shape[:2], allow_approximate=allow_approximate
             )
-        else:
-            sr = super_resolve(model, lr, dev)
+        elif available is not None:
+            size = _auto_tile(model, path, lr.shape[:2], available, allow_approximate)
+        try:
+            if size is None:
+                sr = super_resolve_whole(model, lr, dev)
+            else:
+                sr = super_resolve_tiled(
+                    model,
+                    lr,
+                    dev,
+                    size,
+                    allow_approximate=allow_approximate,
+                    progress=progress,
+                    desc=path.name,
+                    min_window=min_side,
+                )
+        except NonFiniteError as err:
+            raise NonFiniteError(f"{model_file}: on {path}: {err}") from None
         with atomic_path(target) as tmp:
             Image.fromarray(sr).save(tmp, format="PNG")
         written.append(target)
         log.info("%s -> %s (%d×%d)", path, target, sr.shape[1], sr.shape[0])
     return written
+
+
+def check_not_inputs(targets: list[Path], sources: list[Path]) -> None:
+    """Refuse (``ValueError``, naming both) an output that is one of the inputs: the same
+    resolved path, or the same file reached through another name (a hard link)."""
+    for target in targets:
+        for source in sources:
+            same = target.resolve() == source.resolve()
+            if not same and target.exists() and source.exists():
+                same = os.path.samefile(target, source)
+            if same:
+                raise ValueError(
+                    f"{target}: the output would overwrite the input {source}; choose "
+                    "another --out folder or rename the input"
+                )
+
+
+def _auto_tile(
+    model: nn.Module,
+    path: Path,
+    hw: tuple[int, int],
+    available_mb: float,
+    allow_approximate: bool,
+) -> int | None:
+    """The tile for an image run without --tile or --max-memory, for a budget of
+    :data:`AUTO_MEMORY_FRACTION` of ``available_mb``: None (whole) when the image fits in
+    it, else the tile for it (the log says so). ``ValueError`` in one line, suggesting
+    ``--max-memory``, when the image cannot be tiled in it."""
+    budget = AUTO_MEMORY_FRACTION * available_mb
+    where = (
+        f"{path}: a {hw[1]}×{hw[0]} image does not fit whole in {budget:.0f} MB "
+        f"({AUTO_MEMORY_FRACTION:.0%} of the {available_mb:.0f} MB of memory available; no "
+        "--tile or --max-memory given)"
+    )
+    try:
+        size = tile_for_memory(model, budget, image_hw=hw, allow_approximate=allow_approximate)
+    except NonLocalModelError:
+        raise NonLocalModelError(
+            f"{where}, and {arch_name(model)} cannot be tiled exactly; set a budget with "
+            "--max-memory MB and allow approximate tiling with --approximate"
+        ) from None
+    except ValueError as err:
+        raise ValueError(
+            f"{where}, and {err}; free memory, or set a budget with --max-memory MB"
+        ) from None
+    if size >= max(hw):
+        return None
+    log.info("%s: running it in tiles of %d LR pixels", where, size)
+    return size
 
 
 @torch.no_grad()
@@ -154,11 +289,14 @@ def super_resolve_tiled(
     allow_approximate: bool = False,
     progress: bool = False,
     desc: str = "tiles",
+    min_window: int = 1,
 ) -> np.ndarray:
     """:func:`litesr.evaluate.run.super_resolve` in tiles: uint8 LR → uint8 SR.
 
     Each window is made float as it is cut out and each tile is rounded to uint8 as it
-    comes, so only the uint8 images and one window's activations are held at a time.
+    comes, so only the uint8 images and one window's activations are held at a time. A tile
+    that is not finite raises :class:`NonFiniteError`. No window side is below
+    ``min_window`` (the smallest input the model accepts), unless the image's is.
     """
     scale = int(model.scale)
     lr = np.require(lr, np.uint8, ["C_CONTIGUOUS", "WRITEABLE"])  # torch wants writable
@@ -172,10 +310,30 @@ def super_resolve_tiled(
         progress=progress,
         desc=desc,
         prepare=lambda window: window.float().div(255),
+        min_window=min_window,
     ):
-        part = part[0].clamp(0, 1).mul(255).round().byte().cpu().numpy()
-        sr[rows, cols] = part.transpose(1, 2, 0)
+        sr[rows, cols] = to_uint8(part[0])
     return sr
+
+
+@torch.inference_mode()
+def super_resolve_whole(model: nn.Module, lr: np.ndarray, device: torch.device) -> np.ndarray:
+    """:func:`litesr.evaluate.run.super_resolve` (the same operations, so the same PNG), with
+    the output refused by :class:`NonFiniteError` when it is not finite."""
+    x = torch.from_numpy(np.ascontiguousarray(lr.transpose(2, 0, 1))).float().div(255)
+    return to_uint8(model(x[None].to(device))[0])
+
+
+def to_uint8(sr: Tensor) -> np.ndarray:
+    """A 3×H×W float output as an H×W×3 uint8 image (clamped to [0, 1], rounded), or
+    :class:`NonFiniteError` when a value is NaN or infinite (it would become black)."""
+    bad = int((~torch.isfinite(sr)).sum())
+    if bad:
+        raise NonFiniteError(
+            f"the model's output is not finite: {bad} of its {sr.numel()} values are NaN "
+            "or infinite (an overflow, or corrupt weights); nothing written for this image"
+        )
+    return sr.clamp(0, 1).mul(255).round().byte().cpu().numpy().transpose(1, 2, 0)
 
 
 def _cmd(a: argparse.Namespace) -> None:
