@@ -9,6 +9,14 @@ Either way the file is then checked with onnxruntime against torch at two image 
 than the traced one (max difference ≤ 1e-4), so a graph that only works at the traced size
 is refused instead of written.
 
+**Opset.** The graph is written in the opset asked for (``--opset``), or not at all. The
+dynamo exporter writes opsets from 18 up to the newest that the ``onnx`` package knows, and
+lower ones by a version conversion that does not always succeed (it then keeps opset 18
+without saying so); the TorchScript exporter writes opsets 7 to 20. Below 18 the
+TorchScript exporter is tried first. Every file's ``opset_import`` is read back, and one in
+another opset counts as a failure of that exporter; an opset outside 7 to the newest is
+refused before anything is exported.
+
 VDSR upsamples with MATLAB bicubic as a product with interpolation matrices built, and
 cached, for the input size (``litesr.data.resize_torch``): traced, these are constants of
 the traced size, and the dynamo exporter cannot trace the size-keyed cache. For export the
@@ -25,6 +33,7 @@ import contextlib
 import logging
 import os
 import sys
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,11 +43,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from litesr.atomic import atomic_path
+from litesr.atomic import atomic_path, remove_stale_temporaries
 
 log = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 18
+MIN_OPSET = 7  # the oldest opset an exporter writes (the TorchScript one)
+DYNAMO_MIN_OPSET = 18  # the dynamo exporter writes lower opsets only by a version conversion
+TORCHSCRIPT_MAX_OPSET = 20
 TRACE_HW = (48, 40)  # traced LR size; RLFN's ESA needs at least 15×15
 CHECK_HWS = ((33, 57), (64, 21))  # sizes the exported graph is checked at
 CHECK_ATOL = 1e-4
@@ -138,8 +150,32 @@ def _export_torchscript(model: nn.Module, x: Tensor, path: Path, opset: int) -> 
         input_names=["lr"],
         output_names=["sr"],
         dynamic_axes={"lr": {0: "batch", 2: "height", 3: "width"}, "sr": {0: "batch"}},
-        opset_version=min(opset, 20),
+        opset_version=opset,
     )
+
+
+def max_opset() -> int:
+    """The newest ONNX opset that the installed ``onnx`` package knows."""
+    import onnx
+
+    return int(onnx.defs.onnx_opset_version())
+
+
+def supported_opsets() -> str:
+    """The opsets the exporters write, in words."""
+    return (
+        f"{MIN_OPSET}–{max_opset()} ({MIN_OPSET}–{TORCHSCRIPT_MAX_OPSET} by the TorchScript "
+        f"exporter, {DYNAMO_MIN_OPSET}–{max_opset()} by the dynamo exporter)"
+    )
+
+
+def written_opset(path: Path) -> int | None:
+    """The default-domain opset in the ``opset_import`` of the ONNX file ``path``."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    versions = [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")]
+    return versions[0] if versions else None
 
 
 def check_onnx(path: Path, model: nn.Module, sizes=CHECK_HWS, atol: float = CHECK_ATOL) -> float:
@@ -176,22 +212,44 @@ def export_onnx(
 ) -> Path:
     """Export the litesr model in ``model_file`` to the ONNX file ``out`` (written atomically).
 
-    Tries the dynamo exporter, then the TorchScript one; each result is checked with
-    onnxruntime at two other image sizes (``check``). Raises :class:`ExportError` (a
-    ``ValueError``) naming the file and the architecture when neither gives a graph that
-    works at any size.
+    Tries the dynamo exporter, then the TorchScript one (the other way round below opset
+    18); each result must be in ``opset`` and is checked with onnxruntime at two other image
+    sizes (``check``). Raises :class:`ExportError` (a ``ValueError``) naming the file and the
+    architecture when neither gives such a graph, or the opset is one that no exporter
+    writes. Stale temporaries of ``out`` left by a killed export are removed first
+    (:func:`litesr.atomic.remove_stale_temporaries`).
     """
     from litesr.models.store import load_model
 
+    started = time.time()
     out = Path(out)
+    if (
+        isinstance(opset, bool)
+        or not isinstance(opset, int)
+        or not (MIN_OPSET <= opset <= max_opset())
+    ):
+        raise ExportError(
+            f"{model_file}: cannot export to ONNX opset {opset!r}: the supported opsets are "
+            f"{supported_opsets()}"
+        )
     model, meta = load_model(model_file, device="cpu")
     arch = meta.get("arch", type(model).__name__)
     x = torch.rand(1, 3, *TRACE_HW, generator=torch.Generator().manual_seed(0))
+    exporters = [("dynamo", _export_dynamo), ("torchscript", _export_torchscript)]
+    if opset < DYNAMO_MIN_OPSET:
+        exporters.reverse()
+    if opset > TORCHSCRIPT_MAX_OPSET:
+        exporters = exporters[:1]
+    for stale in remove_stale_temporaries(out, before=started):
+        log.info("%s: removed %s, left by an export that was killed", out, stale)
     failures: list[str] = []
     with _quiet(), exportable(model), atomic_path(out) as tmp:
-        for label, exporter in (("dynamo", _export_dynamo), ("torchscript", _export_torchscript)):
+        for label, exporter in exporters:
             try:
                 exporter(model, x, tmp, opset)
+                got = written_opset(tmp)
+                if got != opset:
+                    raise ExportError(f"it wrote opset {got}, not {opset}")
                 diff = check_onnx(tmp, model) if check else float("nan")
             except Exception as err:  # the exporters raise many unrelated types
                 failures.append(f"{label} exporter: {type(err).__name__}: {_first_line(err)}")
@@ -207,8 +265,8 @@ def export_onnx(
             break
         else:
             raise ExportError(
-                f"{model_file}: cannot export {arch} to ONNX with a dynamic image size: "
-                + "; ".join(failures)
+                f"{model_file}: cannot export {arch} to ONNX opset {opset} with a dynamic "
+                f"image size: {'; '.join(failures)} (supported opsets: {supported_opsets()})"
             )
     return out
 
@@ -231,5 +289,10 @@ def add_parser(sub) -> None:
     )
     s.add_argument("model", type=Path, help="a litesr model (.safetensors)")
     s.add_argument("--onnx", type=Path, required=True, help="the ONNX file to write")
-    s.add_argument("--opset", type=int, default=DEFAULT_OPSET)
+    s.add_argument(
+        "--opset",
+        type=int,
+        default=DEFAULT_OPSET,
+        help=f"ONNX opset of the graph (default {DEFAULT_OPSET}); refused when not writable",
+    )
     s.set_defaults(func=_cmd)
