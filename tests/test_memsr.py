@@ -12,10 +12,12 @@ from skimage import data as skdata
 
 from litesr.data.images import write_png
 from litesr.data.sources import prepare_set
-from litesr.methods.memsr import METHOD, MemSRTask, convert, distill_weight, memsr_init
-from litesr.methods.memsr.init import choose_rank, teacher_taps
+from litesr.methods.memsr import METHOD
+from litesr.methods.memsr.convert import convert
+from litesr.methods.memsr.init import choose_rank, memsr_init, teacher_taps
 from litesr.methods.memsr.report import memory_figure, memsr_table
 from litesr.methods.memsr.steps import convert_teacher, train_student
+from litesr.methods.memsr.task import MemSRTask, distill_weight
 from litesr.models import build
 from litesr.models.store import load_model
 from litesr.train.run import train_model
@@ -116,6 +118,35 @@ def test_plain_arch_checks_its_shape():
         build("plain", scale=2, widths=[8, 16])
     with pytest.raises(ValueError, match="multiply to 4"):
         build("plain", scale=4, widths=[8, 12], factors=[1, 2])
+
+
+def test_plain_constant_channel_equals_a_zero_padded_ones_channel():
+    torch.manual_seed(0)
+    model = build("plain", scale=2, widths=[6, 12], acts=["identity", "identity"], const=True)
+    for k in model.consts:
+        k.data.normal_()
+    assert "convs.0.bias" not in model.state_dict()
+    for h, w in ((1, 1), (1, 4), (5, 2), (7, 9)):
+        x = torch.rand(2, 3, h, w)
+        ones = torch.ones(2, 1, h, w)
+        y = x
+        for conv, k in zip(model.convs, model.consts, strict=True):
+            weight = torch.cat([conv.weight, k[:, None]], dim=1)
+            y = F.conv2d(
+                torch.cat([y, ones[..., : y.shape[-2], : y.shape[-1]]], 1), weight, padding=1
+            )
+        with torch.no_grad():
+            assert rel(model(x), F.pixel_shuffle(y, 2)) < 1e-6
+
+
+def test_plain_defaults_keep_old_files_loading():
+    old = build("plain", scale=2, widths=[8, 12])
+    assert old.acts == ["relu", "identity"] and not old.const
+    assert sorted(old.state_dict()) == [
+        f"convs.{i}.{p}" for i in (0, 1) for p in ("bias", "weight")
+    ]
+    with pytest.raises(ValueError, match="acts"):
+        build("plain", scale=2, widths=[8, 12], acts=["relu"])
 
 
 def test_rank_rules():

@@ -41,7 +41,11 @@ SHAPES = {
         {"scale": 2, "n_blocks": 2, "block_widths": [[3, 4], [5, 6]], "bias": True},
     ],
     "vdsr": [{"scale": 2}, {"scale": 3, "width": 5, "depth": 3}],
-    "plain": [{"scale": 4}, {"scale": 4, "widths": [8, 32, 12], "factors": [1, 2, 2]}],
+    "plain": [
+        {"scale": 4},
+        {"scale": 4, "widths": [8, 32, 12], "factors": [1, 2, 2]},
+        {"scale": 2, "widths": [8, 12], "acts": ["identity", "identity"], "const": True},
+    ],
 }
 
 

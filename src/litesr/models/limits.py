@@ -100,12 +100,13 @@ def _vdsr(a: dict[str, Any]) -> Size:
 
 
 def _plain(a: dict[str, Any]) -> Size:
-    scale, bias = a["scale"], a["bias"]
+    scale, const = a["scale"], a["const"]
+    bias = a["bias"] and not const
     widths = a["widths"] if a["widths"] is not None else [64] * 34 + [3 * scale * scale]
     factors = a["factors"] if a["factors"] is not None else [1] * (len(widths) - 1) + [scale]
     total, channels = NOTHING, a["in_channels"]
     for width, f in zip(widths, factors, strict=False):
-        total += conv(channels, width, 3, bias)
+        total += conv(channels, width, 3, bias) + Size(9 * width if const else 0, 0)
         channels = width // max(f * f, 1)
     return total
 
@@ -148,7 +149,7 @@ def estimate_size(arch: str, args: dict[str, Any]) -> Size:
     full = _bound(arch, args)
     if arch not in FORMULAS:
         raise ValueError(f"model arch {arch!r} has no size formula in litesr.models.limits")
-    whole = {"res_scale", "bias"}  # the only arguments that are not (lists of) integers
+    whole = {"res_scale", "bias", "acts", "const"}  # the arguments that are not (lists of) integers
     wrong = sorted(k for k, v in full.items() if k not in whole and v is not None and not _ints(v))
     if wrong:
         raise ValueError(
