@@ -19,7 +19,7 @@ import pytest
 import yaml
 from conftest import REPO
 
-from litesr.data.images import IMAGE_EXTENSIONS, read_image, write_png
+from litesr.data.images import read_image, write_png
 from litesr.data.sources import data_fingerprint, folder_path, hr_images, prepare_set
 
 
@@ -139,12 +139,6 @@ def test_extracted_download_honours_the_umask(tmp_path, umask_022):
 
 
 # --------------------------------------------------------------- the workflow's inputs
-
-
-def test_workflow_lists_the_same_image_extensions_as_litesr():
-    text = (REPO / "workflow" / "rules" / "data_inputs.smk").read_text()
-    found = re.search(r"FOLDER_IMAGE_SUFFIXES = (\(.*?\))", text).group(1)
-    assert eval(found) == IMAGE_EXTENSIONS  # noqa: S307 (a literal tuple from our own file)
 
 
 def _snakemake(wd: Path, target: str, *args: str) -> subprocess.CompletedProcess:

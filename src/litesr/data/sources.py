@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from litesr.atomic import atomic_dir
 from litesr.data.images import list_images, read_image, stored_grey, write_png
 from litesr.data.resize import bicubic_degrade, modcrop
+from litesr.digest import file_sha256
 from litesr.tsv import write_tsv
 
 MANIFEST = "manifest.tsv"
@@ -85,14 +86,6 @@ def folder_path(where: str, scale: int) -> Path:
         raise ValueError(f"data folder {where!r}: {type(err).__name__}: {err} ({hint})") from None
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def prepare_set(images: list[Path], scale: int, out: Path, progress: bool = True) -> Path:
     """Write modcropped HR and bicubic LR PNGs of ``images`` and their manifest to ``out``.
 
@@ -132,8 +125,8 @@ def prepare_set(images: list[Path], scale: int, out: Path, progress: bool = True
                     "lr_h": lr.shape[0],
                     "lr_w": lr.shape[1],
                     "channels": 1 if grey else 3,
-                    "hr_sha256": _sha256(tmp / "HR" / name),
-                    "lr_sha256": _sha256(tmp / "LR" / name),
+                    "hr_sha256": file_sha256(tmp / "HR" / name),
+                    "lr_sha256": file_sha256(tmp / "LR" / name),
                 }
             )
         write_tsv(pd.DataFrame(rows), tmp / MANIFEST, float_format=None)
@@ -184,7 +177,7 @@ def _verify(data_dir: Path, table: pd.DataFrame) -> None:
                 f"(not in the manifest: {extra}; missing: {lost}); run `litesr prepare` again"
             )
         for name, digest in zip(table["name"], table[column], strict=True):
-            got = _sha256(folder / f"{name}.png")
+            got = file_sha256(folder / f"{name}.png")
             if got != digest:
                 raise ValueError(
                     f"{folder / f'{name}.png'} changed after it was prepared (SHA-256 {got}, "
