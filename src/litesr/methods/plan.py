@@ -42,8 +42,8 @@ class MadeModel:
 
 @dataclass(frozen=True)
 class Figure:
-    """A report figure drawn by the method's figure ``kind`` from ``inputs`` (JSON keyword
-    arguments; file paths in ``files`` are also the rule's inputs)."""
+    """A report figure drawn by the method's figure ``kind`` with ``files`` and ``params`` as
+    its keyword arguments (JSON); the paths in ``files`` are also the rule's inputs."""
 
     name: str
     title: str
