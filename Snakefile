@@ -15,10 +15,11 @@ if not config:
     configfile: "config/config.yaml"
 
 
-from litesr.config_check import strict_load
+from litesr.config_check import check_schema, strict_load
 
 for _file in workflow.configfiles:
     strict_load(_file)
+check_schema(config, os.path.join(workflow.basedir, "config/schema.yaml"))
 validate(config, "config/schema.yaml")
 
 

@@ -14,10 +14,12 @@ from safetensors.torch import save_file
 from litesr.models import available, build
 from litesr.models.limits import (
     FORMULAS,
+    MIN_SIDES,
     check_size,
     estimate_size,
     min_input_size,
     min_input_size_of,
+    probe_min_input_size,
 )
 from litesr.models.store import load_model, read_meta, save_model, verify_model_file
 
@@ -106,6 +108,12 @@ def test_min_input_size_is_the_smallest_side_that_runs(arch: str, args: dict) ->
             with pytest.raises(RuntimeError):
                 model(torch.rand(1, 3, side - 1, side - 1))
     assert min_input_size_of(model) == side
+    assert probe_min_input_size(arch, args) == side, "MIN_SIDES disagrees with the probe"
+
+
+def test_every_architecture_has_a_known_smallest_input() -> None:
+    """Parsing the workflow asks for it: a constant costs nothing, the probe seconds."""
+    assert set(available()) <= set(MIN_SIDES)
 
 
 def test_rlfn_needs_15_pixels_edsr_one() -> None:

@@ -10,7 +10,7 @@ from typing import Any
 from litesr.claims import load_claims, resolve
 from litesr.methods.plan import Figure, MadeModel, Paths, Table, TrainedModel
 from litesr.methods.registry import Method, methods
-from litesr.models.limits import check_size
+from litesr.models.limits import check_size, min_input_size
 from litesr.train.spec import TrainSpec
 
 RESERVED_NAMES = ("bicubic",)
@@ -61,6 +61,23 @@ def check_arch(arch: str, args: dict[str, Any], scales: list[int], where: str) -
         raise ConfigError(f"{where}: {err}") from None
 
 
+def check_patch(
+    arch: str, args: dict[str, Any], scales: list[int], recipe: dict[str, Any], where: str
+) -> None:
+    """The recipe's LR patches must be no smaller than the model's smallest input (RLFN's
+    attention pools a 7x7 window: 15 pixels); found on ``meta`` tensors, at no memory cost."""
+    patch = TrainSpec.from_dict({"seed": 0, **recipe}).lr_patch
+    try:
+        need = max(min_input_size(arch, {**args, "scale": scale}) for scale in scales)
+    except (ValueError, TypeError, RuntimeError) as err:
+        raise ConfigError(f"{where}.args: {err}") from None
+    if patch < need:
+        raise ConfigError(
+            f"{where}.train.lr_patch: {patch} is smaller than the {need} pixels the {arch} model "
+            f"needs (its smallest LR input); use lr_patch: {need} or more"
+        )
+
+
 def enabled(config: dict[str, Any]) -> dict[str, Method]:
     """The registered methods the config has a section for, in the config's order (which
     is also the order their rules files are included in; it must not matter)."""
@@ -92,6 +109,7 @@ def collect(config: dict[str, Any], paths: Paths) -> WorkflowPlan:
         plan.add_model(name, where)
         check_recipe({"seed": 0, **spec["train"]}, f"{where}.train")
         check_arch(spec["arch"], spec.get("args", {}), paths.scales, f"{where}.args")
+        check_patch(spec["arch"], spec.get("args", {}), paths.scales, spec["train"], where)
         plan.trained[name] = TrainedModel(name, spec["arch"], spec.get("args", {}), spec["train"])
         plan.reported.append(name)
     for method_name, method in enabled(config).items():
@@ -107,6 +125,7 @@ def collect(config: dict[str, Any], paths: Paths) -> WorkflowPlan:
             plan.add_model(model.name, where)
             check_recipe({"seed": 0, **model.train}, where)
             check_arch(model.arch, model.args, paths.scales, where)
+            check_patch(model.arch, model.args, paths.scales, model.train, where)
             plan.trained[model.name] = model
         for model in method_plan.made:
             plan.add_model(model.name, f"methods.{method_name} (model {model.name})")

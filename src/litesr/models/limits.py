@@ -9,8 +9,12 @@ network of the papers, EDSR at 256 features and 32 blocks, has 43 M) or :data:`M
 layers; the environment variables ``LITESR_MAX_PARAMS`` and ``LITESR_MAX_LAYERS`` raise them.
 
 :func:`min_input_size` is the smallest LR side a network accepts (RLFN's attention branch
-pools a stride-2 convolution's output with a 7×7 window, so it needs 15 pixels), found by
-running the network on ``meta`` tensors, which check shapes without computing anything.
+pools a stride-2 convolution's output with a 7×7 window, so it needs 15 pixels): a constant
+of the architecture where :data:`MIN_SIDES` knows it, else found by
+:func:`probe_min_input_size`, which runs the network on ``meta`` tensors (they check shapes
+without computing anything, but their first use imports torch's symbolic-shape machinery,
+seconds that parsing the workflow should not spend). The tests check every constant against
+the probe.
 """
 
 from __future__ import annotations
@@ -30,8 +34,11 @@ from litesr.models import _REGISTRY, arch_of, available, build
 
 MAX_PARAMS = 200_000_000
 MAX_LAYERS = 10_000
-# The largest LR side min_input_size tries: a network refusing this much is refused outright.
+# The largest LR side the probe tries: a network refusing this much is refused outright.
 MAX_PROBE = 4096
+# The smallest LR side of each architecture, whatever its arguments (rlfn: its attention's
+# stride-2 3×3 conv, then a 7×7 max-pool, needs (side - 3) // 2 + 1 >= 7).
+MIN_SIDES = {"edsr": 1, "plain": 1, "rlfn": 15, "vdsr": 1}
 
 
 @dataclass(frozen=True)
@@ -121,9 +128,13 @@ FORMULAS: dict[str, Callable[[dict[str, Any]], Size]] = {
 }
 
 
+# The architecture arguments that are not counts of channels, layers or blocks (or lists of
+# them): every other argument of every formula must be a whole number, not negative.
+NOT_COUNTS = frozenset({"res_scale", "bias", "acts", "const"})
+
+
 def _bound(arch: str, args: dict[str, Any]) -> dict[str, Any]:
-    """``args`` bound to ``arch``'s constructor, defaults filled in; numbers must be whole
-    where they count channels, layers or blocks (every argument of the formulas is)."""
+    """``args`` bound to ``arch``'s constructor, defaults filled in."""
     if arch not in _REGISTRY:
         raise ValueError(f"unknown model arch {arch!r}; available: {', '.join(available())}")
     signature = inspect.signature(_REGISTRY[arch])
@@ -149,19 +160,20 @@ def estimate_size(arch: str, args: dict[str, Any]) -> Size:
     full = _bound(arch, args)
     if arch not in FORMULAS:
         raise ValueError(f"model arch {arch!r} has no size formula in litesr.models.limits")
-    whole = {"res_scale", "bias", "acts", "const"}  # the arguments that are not (lists of) integers
-    wrong = sorted(k for k, v in full.items() if k not in whole and v is not None and not _ints(v))
+    wrong = sorted(
+        k for k, v in full.items() if k not in NOT_COUNTS and v is not None and not _ints(v)
+    )
     if wrong:
         raise ValueError(
             f"model arch {arch!r}: {', '.join(f'{k}={full[k]!r}' for k in wrong)} must be "
             "whole numbers"
         )
-    if any(v < 0 for v in _flat(full, whole)):
+    if any(v < 0 for v in _flat(full, NOT_COUNTS)):
         raise ValueError(f"model arch {arch!r}: negative sizes in {args}")
     return FORMULAS[arch](full)
 
 
-def _flat(full: dict[str, Any], skip: set[str]) -> list[int]:
+def _flat(full: dict[str, Any], skip: frozenset[str]) -> list[int]:
     out: list[int] = []
     stack = [v for k, v in full.items() if k not in skip and v is not None]
     while stack:
@@ -206,10 +218,17 @@ def min_input_size(arch: str, args: dict[str, Any]) -> int:
     """The smallest LR side (in pixels, square input) that ``build(arch, **args)`` accepts.
 
     ``args`` are ``build``'s keyword arguments, ``scale`` included. The model is sized first
-    (:func:`check_size`), then run on ``meta`` tensors at doubling sides until one passes and
-    bisected down to the smallest that does. ``ValueError`` when no side up to
-    :data:`MAX_PROBE` passes.
+    (:func:`check_size`); the side is :data:`MIN_SIDES`' constant for the architecture, or
+    else :func:`probe_min_input_size`'s.
     """
+    check_size(arch, args)
+    return MIN_SIDES[arch] if arch in MIN_SIDES else probe_min_input_size(arch, args)
+
+
+def probe_min_input_size(arch: str, args: dict[str, Any]) -> int:
+    """The smallest LR side ``build(arch, **args)`` runs on, found on ``meta`` tensors: the
+    model is run at doubling sides until one passes, then bisected down to the smallest that
+    does. ``ValueError`` when no side up to :data:`MAX_PROBE` passes."""
     check_size(arch, args)
     return _min_side(arch, json.dumps(args, sort_keys=True))
 

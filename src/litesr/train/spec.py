@@ -46,6 +46,10 @@ class TrainSpec:
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"training {name} {getattr(self, name)!r}: use one of {allowed}")
+        for name in ("steps", "batch_size", "lr_patch", "checkpoint_every", "seed"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ValueError(f"training {name} must be a whole number, got {value!r}")
         if self.steps < 1 or self.batch_size < 1 or self.lr_patch < 1:
             raise ValueError("training steps, batch_size and lr_patch must be positive")
 
