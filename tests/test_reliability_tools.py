@@ -106,6 +106,15 @@ def test_upscale_refuses_an_input_reached_by_a_link(models, tmp_path, capsys):
     assert {p: p.read_bytes() for p in (a, b, a_x2)} == before
 
 
+def test_export_refuses_to_overwrite_the_model(models, tmp_path, capsys):
+    model = tmp_path / "m.safetensors"
+    model.write_bytes(Path(models["edsr"]).read_bytes())
+    before = model.read_bytes()
+    assert main(["-q", "export", str(model), "--onnx", str(tmp_path / "." / model.name)]) == 1
+    assert "overwrite the input" in _one_line(capsys)
+    assert model.read_bytes() == before
+
+
 # ------------------------------------------------------------ item 6: non-finite output
 
 

@@ -216,10 +216,12 @@ def export_onnx(
     18); each result must be in ``opset`` and is checked with onnxruntime at two other image
     sizes (``check``). Raises :class:`ExportError` (a ``ValueError``) naming the file and the
     architecture when neither gives such a graph, or the opset is one that no exporter
-    writes. Stale temporaries of ``out`` left by a killed export are removed first
+    writes; ``ValueError`` when ``out`` is the model file itself. Stale temporaries of
+    ``out`` left by a killed export are removed first
     (:func:`litesr.atomic.remove_stale_temporaries`).
     """
     from litesr.models.store import load_model
+    from litesr.tools.upscale import check_not_inputs
 
     started = time.time()
     out = Path(out)
@@ -232,6 +234,7 @@ def export_onnx(
             f"{model_file}: cannot export to ONNX opset {opset!r}: the supported opsets are "
             f"{supported_opsets()}"
         )
+    check_not_inputs([out], [Path(model_file)])
     model, meta = load_model(model_file, device="cpu")
     arch = meta.get("arch", type(model).__name__)
     x = torch.rand(1, 3, *TRACE_HW, generator=torch.Generator().manual_seed(0))

@@ -364,7 +364,9 @@ def add_parser(sub) -> None:
         "--max-memory",
         type=float,
         metavar="MB",
-        help="pick the tile size so one tile's forward pass needs about MB megabytes",
+        help="pick the tile size so one tile's forward pass needs about MB megabytes "
+        "(default: images that fit in half the memory available run whole, others in tiles "
+        "for that budget)",
     )
     s.add_argument("--device", default="auto", choices=DEVICES)
     s.add_argument(
