@@ -1,10 +1,12 @@
-"""DRC: dual network and task, prunable EDSR, channel search, dual-regression importance,
-the compression steps end to end, the plan and the table."""
+"""DRC: dual network and task (saved with the primal), channel search (α's own learning rate,
+both updates every step), the authors' greedy channel selection, the compression steps end to
+end (the same fine-tuning for DRC and L1), the plan, the table and the figures."""
 
 from __future__ import annotations
 
 import copy
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -12,33 +14,39 @@ import pytest
 import torch
 from torch import nn
 
-from litesr.compress.importance_grad import DualRegressionImportance
-from litesr.compress.prune import l1_norm, select_channels
+from litesr.compress.prune import select_channels
 from litesr.data.images import write_png
 from litesr.data.sources import prepare_set
-from litesr.methods.drc import METHOD, plan
-from litesr.methods.drc.dual import DualNet, DualTask
+from litesr.methods.drc import METHOD, pipeline, plan
+from litesr.methods.drc.dual import DualNet, DualTask, dual_from_meta, dual_meta
 from litesr.methods.drc.pipeline import (
     drc_compress,
     l1_compress,
-    prunable_convs,
+    layer_pairs,
     prune_to,
     train_primal,
 )
-from litesr.methods.drc.report import drc_table
+from litesr.methods.drc.report import alpha_figure, drc_table, widths_figure
 from litesr.methods.drc.search import (
     HalvesSampler,
     SearchTask,
+    alpha_lr,
     candidate_widths,
     round4,
+    slice_l1,
     width_masks,
 )
+from litesr.methods.drc.select import LayerSelection, Selection, channel_scores
 from litesr.methods.plan import Paths
 from litesr.models import build
 from litesr.models.store import load_model, read_meta, save_model
 from litesr.train.loop import fit
 from litesr.train.patches import Pair, PatchSampler
 from litesr.train.spec import TrainSpec
+
+
+def _equal(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def _edsr(blocks: int = 2, feats: int = 16, seed: int = 0) -> nn.Module:
@@ -86,6 +94,18 @@ def test_dual_task_loss_by_hand_and_its_parts():
         DualTask(student, dual, 0.1, distill=1.0)
 
 
+def test_dual_network_travels_in_model_metadata_bit_for_bit(tmp_path):
+    torch.manual_seed(3)
+    dual = DualNet(4, n_feats=8, slope=0.1)
+    model = _edsr()
+    save_model(
+        model, tmp_path / "m.safetensors", arch="edsr", args={}, meta={"dual": dual_meta(dual)}
+    )
+    again = dual_from_meta(read_meta(tmp_path / "m.safetensors")["dual"])
+    assert (again.scale, again.n_feats, again.slope) == (4, 8, 0.1)
+    assert _equal(dual.state_dict(), again.state_dict())
+
+
 def test_edsr_block_widths_are_backward_compatible_and_reload(tmp_path):
     plain = _edsr()
     explicit = build("edsr", scale=2, n_resblocks=2, n_feats=16, block_widths=[16, 16])
@@ -95,7 +115,7 @@ def test_edsr_block_widths_are_backward_compatible_and_reload(tmp_path):
     with pytest.raises(ValueError, match="block_widths"):
         build("edsr", scale=2, n_resblocks=2, n_feats=16, block_widths=[8])
     x = torch.rand(1, 3, 9, 11)
-    model = prune_to(plain, {"body.0.body.0": 8, "body.1.body.0": 4}, x)
+    model = prune_to(plain, {"body.0.body.0": 8, "body.1.body.0": 4})
     assert model.litesr_arch[1]["block_widths"] == [8, 4]
     arch, args = model.litesr_arch
     save_model(model, tmp_path / "p.safetensors", arch=arch, args=args)
@@ -114,16 +134,16 @@ def test_candidate_widths(n, ratio, expected):
     assert round4(6, 64) == 4 and round4(7, 64) == 8 and round4(1, 2) == 2
 
 
-def test_width_masks_keep_the_largest_l1_filters():
-    conv = nn.Conv2d(2, 5, 1)
+def test_width_masks_keep_the_consumer_slices_of_largest_l1_norm():
+    conv = nn.Conv2d(5, 2, 1)  # the consumer: 5 input channels
     with torch.no_grad():
         norms = torch.tensor([3.0, 1.0, 5.0, 1.0, 4.0])
-        conv.weight.copy_(norms.view(5, 1, 1, 1).expand(5, 2, 1, 1))
+        conv.weight.copy_(norms.view(1, 5, 1, 1).expand(2, 5, 1, 1) / 2)
+    assert slice_l1(conv).tolist() == norms.tolist()
     masks = width_masks(conv, [1, 3])
     assert masks.tolist() == [[0, 0, 1, 0, 0], [1, 0, 1, 0, 1]]
-    removed = select_channels(
-        nn.Sequential(conv, nn.Conv2d(5, 3, 1)), ["0"], {"0": 3}, torch.rand(1, 2, 4, 4), l1_norm
-    )
+    model = nn.Sequential(nn.Conv2d(2, 5, 1), conv)
+    removed = select_channels(model, ["0"], {"0": 3}, torch.rand(1, 2, 4, 4), lambda _c: norms)
     assert removed == {"0": [1, 3]}
 
 
@@ -136,69 +156,167 @@ def _pairs(n: int, seed: int = 0) -> list[Pair]:
     return out
 
 
-def test_search_alternates_weights_and_alphas():
+def _search(model: nn.Module, lr: float = 0.1) -> SearchTask:
+    layers = {c: candidate_widths(16, 0.3) for c in layer_pairs(model).values()}
+    return SearchTask(
+        model, DualNet(2), layers, alpha_lr=lr, generator=torch.Generator().manual_seed(0)
+    )
+
+
+def test_alpha_lr_keeps_the_authors_travel():
+    assert alpha_lr(2500) == pytest.approx(3e-4)
+    assert alpha_lr(200) == pytest.approx(3.75e-3)
+
+
+def test_search_updates_weights_and_alpha_every_step_on_their_halves():
     model = _edsr()
-    cands = {n: candidate_widths(16, 0.3) for n in prunable_convs(model)}
-    task = SearchTask(model, DualNet(2), cands, generator=torch.Generator().manual_seed(0))
+    task = _search(model)
     lr, hr = torch.rand(4, 3, 8, 8), torch.rand(4, 3, 16, 16)
-    task.loss(lr, hr)[0].backward()  # phase 0: weights on the first half, α detached
-    assert all(a.grad is None for a in task.alphas) and model.head.weight.grad is not None
+    task.loss(lr, hr)[0].backward()
+    alpha_grads = [a.grad.clone() for a in task.alphas]
+    assert all(g.abs().sum() > 0 for g in alpha_grads) and model.head.weight.grad is not None
+    assert task.dual.body[0].weight.grad is not None
+    weight_grad = model.head.weight.grad.clone()
     task.zero_grad(set_to_none=True)
-    task.after_step(1)
-    task.loss(lr, hr)[0].backward()  # phase 1: α on the second half, weights detached
-    assert all(a.grad is not None and a.grad.abs().sum() > 0 for a in task.alphas)
-    assert all(p.grad is None for p in [*model.parameters(), *task.dual.parameters()])
+    lr2 = lr.clone()
+    lr2[:2] = torch.rand(2, 3, 8, 8)  # a new first half: the weights' gradient changes, α's not
+    task.loss(lr2, hr)[0].backward()
+    assert all(torch.allclose(g, a.grad) for g, a in zip(alpha_grads, task.alphas, strict=True))
+    assert not torch.allclose(weight_grad, model.head.weight.grad)
+
+
+def test_search_alpha_has_its_own_lr_and_leaves_the_start(tmp_path):
+    steps = 8
+    spec = TrainSpec(steps=steps, batch_size=2, lr_patch=8, lr=3e-4)
+    sampler = HalvesSampler(PatchSampler(_pairs(4), 2, 8))
+    moved = {}
+    for name, lr in (("shared", 3e-4), ("own", alpha_lr(steps))):
+        task = _search(_edsr(), lr)
+        groups = task.param_groups()
+        assert groups[1]["lr"] == lr and groups[1]["weight_decay"] == 1e-3
+        assert {id(a) for a in task.alphas} == {id(p) for p in groups[1]["params"]}
+        start = [a.detach().clone() for a in task.alphas]
+        log = tmp_path / f"{name}.tsv"
+        fit(task, sampler, spec, checkpoint=tmp_path / name, log_tsv=log, progress=False)
+        moved[name] = max(
+            float((a.detach() - s).abs().max()) for a, s in zip(task.alphas, start, strict=True)
+        )
+        table = pd.read_csv(log, sep="\t")
+        for layer in range(2):
+            cols = [f"p{layer}_w{w}" for w in candidate_widths(16, 0.3)]
+            assert np.allclose(table[cols].sum(axis=1), 1.0)
+    old_bound = steps * 3e-4  # the old search's α: the weights' Adam lr per step at most
+    assert moved["shared"] <= old_bound * 1.01
+    assert moved["own"] > 10 * old_bound
 
 
 def test_search_widths_are_candidates_and_argmax_masks_equal_pruning(tmp_path):
     model = _edsr()
-    cands = {n: candidate_widths(16, 0.3) for n in prunable_convs(model)}
-    task = SearchTask(model, DualNet(2), cands, generator=torch.Generator().manual_seed(0))
-    spec = TrainSpec(steps=6, batch_size=2, lr_patch=8, lr=0.05)
+    task = _search(model)
+    spec = TrainSpec(steps=3, batch_size=2, lr_patch=8, lr=0.05)
     sampler = HalvesSampler(PatchSampler(_pairs(4), 2, 8))
     fit(task, sampler, spec, checkpoint=tmp_path / "c", log_tsv=tmp_path / "l.tsv", progress=False)
-    log = pd.read_csv(tmp_path / "l.tsv", sep="\t")
-    assert log.arch_step.tolist() == [0, 1] * 3
-    widths = task.widths()
-    assert all(widths[n] in cands[n] for n in cands)
+    cands = dict(zip(task.names, task.candidates, strict=True))
+    assert all(w in cands[n] for n, w in task.widths().items())
     with torch.no_grad():  # make the argmax differ between layers, then compare
         task.alphas[0].copy_(torch.tensor([0.0, 1.0, 0.0]))
         task.alphas[1].copy_(torch.tensor([1.0, 0.0, 0.0]))
-    widths = task.widths()
-    assert widths == {"body.0.body.0": 8, "body.1.body.0": 4}
-    x = torch.rand(1, 3, 9, 11)
+    assert task.widths() == {"body.0.body.2": 8, "body.1.body.2": 4}
+    x, pairs = torch.rand(1, 3, 9, 11), layer_pairs(model).items()
     task.hard = True
     with torch.no_grad():
         masked = model(x)
     task.remove_hooks()
     with torch.no_grad():
         full = model(x)
-        pruned = prune_to(copy.deepcopy(model), widths, x, l1_norm)(x)
-    torch.testing.assert_close(pruned, masked, atol=1e-6, rtol=0)
+        twin = copy.deepcopy(model)
+        slices = {twin.get_submodule(p): slice_l1(twin.get_submodule(c)) for p, c in pairs}
+        widths = {"body.0.body.0": 8, "body.1.body.0": 4}
+        pruned = prune_to(twin, widths, lambda conv: slices[conv])
+    torch.testing.assert_close(pruned(x), masked, atol=1e-6, rtol=0)
     assert (full - masked).abs().max() > 1e-4
 
 
-def test_dual_regression_importance_greedy_and_pluggable():
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 3, 3, padding=1))
-    with torch.no_grad():
-        model[0].weight[2] = 0.0  # channel 2 is always 0: no gradient, picked last
-        model[0].bias[2] = -1.0
-        model[0].weight[5] *= 10  # channel 5 dominates the output: picked first
+class _Counting:
+    """A sampler that records the size of every draw."""
+
+    def __init__(self, sampler: PatchSampler) -> None:
+        self.sampler, self.draws = sampler, []
+
+    def sample(self, n: int, gen: torch.Generator):
+        self.draws.append(n)
+        return self.sampler.sample(n, gen)
+
+
+def _selection_setup(seed: int = 0):
+    torch.manual_seed(seed)
+    model = _edsr()
     reference = copy.deepcopy(model).requires_grad_(False)
-    lr = torch.rand(4, 3, 8, 8)
+    dual = DualNet(2, 8)
+    sampler = _Counting(PatchSampler(_pairs(4), 2, 8))
+    return model, reference, dual, sampler
+
+
+def test_selection_picks_one_channel_per_pass_on_fresh_patches():
+    model, reference, dual, sampler = _selection_setup()
+    settings = Selection(patches=6, batch=4, lr_patch=8, refit_steps=2)
+    chooser = LayerSelection(model, reference, dual, 0.1, sampler, settings, torch.Generator())
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    dual_before = copy.deepcopy(dual.state_dict())
+    kept = chooser("body.0.body.2", 3)
+    assert len(set(kept)) == 3 and len(chooser.log) == 3
+    assert [row["kept"] for row in chooser.log] == [1, 2, 3]
+    assert sampler.draws == [4, 2, 4, 4] * 3  # 6 patches per pass, 2 refit batches, per pick
+    conv = model.body[0].body[2]
+    nonzero = conv.weight.abs().sum((0, 2, 3)) > 0
+    assert sorted(torch.nonzero(nonzero).flatten().tolist()) == sorted(kept)
+    assert not torch.equal(conv.weight[:, kept], before["body.0.body.2.weight"][:, kept])
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed == {"body.0.body.2.weight", "body.0.body.2.bias"}
+    assert all(torch.equal(v, dual_before[k]) for k, v in dual.state_dict().items())
+    assert all(p.requires_grad for p in [*model.parameters(), *dual.parameters()])
+
+
+def test_selection_without_refit_keeps_the_original_slices_and_is_greedy():
+    model, reference, dual, sampler = _selection_setup()
     with torch.no_grad():
-        hr = reference(lr)
-    before = copy.deepcopy(model.state_dict())
-    imp = DualRegressionImportance(model, lr, hr, lr[:1], lam=0.0, reference=reference, pick=1)
-    scores = imp(model[0])
-    assert sorted(scores.tolist()) == list(range(1, 9))
-    assert scores[2] == 1 and scores[5] == 8
-    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
-    removed = select_channels(model, ["0"], {"0": 6}, lr[:1], imp)
-    assert 2 in removed["0"] and 5 not in removed["0"]
-    with pytest.raises(ValueError, match="dual network"):
-        DualRegressionImportance(model, lr, hr, lr[:1], reference=reference)
+        model.body[0].body[0].weight[5] *= 20  # channel 5 dominates: picked first
+        model.body[0].body[0].weight[2] = 0.0  # channel 2 is always 0: never needed
+        model.body[0].body[0].bias[2] = -1.0
+    reference.load_state_dict(model.state_dict())
+    original = model.body[0].body[2].weight.detach().clone()
+    settings = Selection(patches=4, batch=4, lr_patch=8, refit_steps=0)
+    chooser = LayerSelection(model, reference, dual, 0.1, sampler, settings, torch.Generator())
+    kept = chooser("body.0.body.2", 8)
+    assert kept[0] == 5 and 2 not in kept
+    assert torch.equal(model.body[0].body[2].weight[:, kept], original[:, kept])
+
+
+def test_selection_score_is_the_authors_sum_of_kernel_norms():
+    grad = torch.zeros(4, 2, 3, 3)
+    grad[0, 0, 0, 0] = 3.0  # channel 0: one kernel of norm 3
+    grad[:, 1, 1, 1] = 1.0  # channel 1: four kernels of norm 1
+    assert channel_scores(grad).tolist() == [3.0, 4.0]  # a squared slice norm says 9 > 4
+
+
+def test_selection_loss_is_in_the_authors_units():
+    model, reference, dual, sampler = _selection_setup()
+    with torch.no_grad():
+        model.body[0].body[2].weight[:, :3] = 0.0
+    lr, hr = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 16, 16)
+    settings = Selection(units=255.0, rec_weight=0.5)
+    chooser = LayerSelection(model, reference, dual, 0.1, sampler, settings, torch.Generator())
+    with torch.no_grad():
+        sr = model(lr)
+        out = model.body[0].body[2](model.body[0].body[1](model.body[0].body[0](
+            model.head(lr - model.rgb_mean))))  # fmt: skip
+        target = reference.body[0].body[2](reference.body[0].body[1](reference.body[0].body[0](
+            reference.head(lr - reference.rgb_mean))))  # fmt: skip
+        l1 = (sr - hr).abs().mean() + 0.1 * (dual(sr) - lr).abs().mean()
+        expected = 255 * l1 + 0.5 * 255**2 * (out - target).pow(2).mean()
+        assert chooser.loss("body.0.body.2", lr, hr).item() == pytest.approx(expected.item(), 1e-5)
+    with pytest.raises(ValueError, match="positive"):
+        Selection(patches=0)
 
 
 @pytest.fixture(scope="module")
@@ -215,12 +333,15 @@ def data(tmp_path_factory):
 
 
 TINY = {"steps": 2, "batch_size": 2, "lr_patch": 8}
-COMMON = {"dual": {"n_feats": 8}, "lam": 0.1, "distill": 1.0}
+SELECTION = {"patches": 2, "batch": 2, "lr_patch": 8, "refit_steps": 1}
+COMMON = {"lam": 0.1, "distill": 1.0, "finetune": {**TINY, "scheduler": "cosine", "lr": 1e-3}}
 
 
-def test_steps_end_to_end(data, tmp_path):
+@pytest.fixture(scope="module")
+def primal(data, tmp_path_factory):
     data_dir, _ = data
-    primal = train_primal(
+    where = tmp_path_factory.mktemp("primal")
+    return train_primal(
         data=data_dir,
         scale=2,
         arch="edsr",
@@ -228,76 +349,132 @@ def test_steps_end_to_end(data, tmp_path):
         recipe=TINY,
         dual={"n_feats": 8},
         lam=0.1,
-        out=tmp_path / "p.safetensors",
-        log=tmp_path / "p.tsv",
-        stages=tmp_path / "ps",
+        out=where / "p.safetensors",
+        log=where / "p.tsv",
+        stages=where / "ps",
         progress=False,
     )
-    assert read_meta(primal)["variant"] == "dual"
-    assert {"primal", "dual"} <= set(pd.read_csv(tmp_path / "p.tsv", sep="\t").columns)
 
-    def run_drc(where):
-        return drc_compress(
-            primal=primal,
-            data=data_dir,
-            scale=2,
-            ratio=0.5,
-            search={**TINY, "steps": 4},
-            layer={**TINY, "steps": 1},
-            finetune=TINY,
-            importance={"batch": 2, "pick": 4},
-            seed=0,
-            out=where / "m.safetensors",
-            log=where / "m.tsv",
-            stages=where / "s",
-            progress=False,
-            **COMMON,
-        )
 
-    out = run_drc(tmp_path / "a")
+def test_primal_saves_its_trained_dual(primal):
+    meta = read_meta(primal)
+    assert meta["variant"] == "dual" and meta["dual"]["n_feats"] == 8
+    assert {"primal", "dual"} <= set(pd.read_csv(primal.with_name("p.tsv"), sep="\t").columns)
+    torch.manual_seed(0)  # the draws of the primal's run: seed, model, then the dual
+    build("edsr", scale=2, n_resblocks=2, n_feats=16)
+    fresh = DualNet(2, 8)
+    trained = dual_from_meta(meta["dual"])
+    assert not _equal(fresh.state_dict(), trained.state_dict())
+
+
+def _run_drc(primal, data_dir, where, **extra):
+    return drc_compress(
+        primal=primal,
+        data=data_dir,
+        scale=2,
+        ratio=0.5,
+        search={**TINY, "steps": 4},
+        alpha={},
+        selection=SELECTION,
+        seed=0,
+        out=where / "m.safetensors",
+        log=where / "m.tsv",
+        stages=where / "s",
+        progress=False,
+        **COMMON,
+        **extra,
+    )
+
+
+@pytest.fixture(scope="module")
+def drc_run(primal, data, tmp_path_factory):
+    """One DRC run, recording the dual network each selection and the fine-tune start from."""
+    data_dir, _ = data
+    seen: dict[str, list] = {"select": [], "finetune": []}
+    select_init, finetune = pipeline.LayerSelection.__init__, pipeline._finetune
+
+    def spy_select(self, model, reference, dual, *args):
+        seen["select"].append(copy.deepcopy(dual.state_dict()))
+        select_init(self, model, reference, dual, *args)
+
+    def spy_finetune(run, model, files, reference, dual, *args):
+        seen["finetune"].append(copy.deepcopy(dual.state_dict()))
+        return finetune(run, model, files, reference, dual, *args)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pipeline.LayerSelection, "__init__", spy_select)
+        patch.setattr(pipeline, "_finetune", spy_finetune)
+        where = tmp_path_factory.mktemp("drc")
+        return _run_drc(primal, data_dir, where), seen
+
+
+def test_drc_uses_the_primals_dual_and_selects_one_channel_per_row(primal, drc_run):
+    out, seen = drc_run
+    saved = dual_from_meta(read_meta(primal)["dual"]).state_dict()
+    assert len(seen["select"]) == 2 and len(seen["finetune"]) == 1
+    for state in [*seen["select"], *seen["finetune"]]:  # the primal's dual, never a fresh one
+        assert _equal(state, saved)
     model, meta = load_model(out)
     assert meta["variant"] == "drc" and meta["size"] == 0.5
-    cands = candidate_widths(16, 0.5)
-    assert all(w in cands for w in meta["widths"])
+    assert all(w in candidate_widths(16, 0.5) for w in meta["widths"])
     assert meta["widths"] == [model.body[i].body[0].out_channels for i in range(2)]
-    assert meta["search"]["widths"] == dict(zip(prunable_convs(model), meta["widths"], strict=True))
-    assert set(pd.read_csv(tmp_path / "a" / "m.tsv", sep="\t").stage) == {
-        "search",
-        "prune0",
-        "prune1",
-        "finetune",
-    }
-    # a run killed after the first pruning stage ends bit-identical
-    stages = tmp_path / "a" / "s"
-    for name in ("prune1", "finetune"):
-        (stages / f"{name}.safetensors").unlink()
-    again = load_model(run_drc(tmp_path / "a"))[0].state_dict()
-    assert all(torch.equal(again[k], v) for k, v in model.state_dict().items())
+    assert list(meta["search"]["widths"].values()) == meta["widths"]
+    log = pd.read_csv(out.with_name("m.tsv"), sep="\t")
+    assert list(dict.fromkeys(log.stage)) == ["search", "select0", "select1", "finetune"]
+    assert (log.stage == "select0").sum() == meta["widths"][0]  # one pick per row
 
+
+def test_drc_killed_after_a_selection_ends_bit_identical(primal, data, drc_run, tmp_path):
+    out, _ = drc_run
+    shutil.copytree(out.parent, tmp_path / "a")
+    for name in ("select1", "finetune"):
+        (tmp_path / "a" / "s" / f"{name}.safetensors").unlink()
+    again = load_model(_run_drc(primal, data[0], tmp_path / "a"))[0].state_dict()
+    assert _equal(again, load_model(out)[0].state_dict())
+
+
+def test_drc_and_l1_share_one_finetuning_schedule(primal, data, drc_run, tmp_path):
+    data_dir, _ = data
     l1 = l1_compress(
         primal=primal,
         data=data_dir,
         scale=2,
         ratio=0.5,
-        steps=3,
-        finetune=TINY,
-        seed=1,
+        seed=0,
         out=tmp_path / "l1.safetensors",
         log=tmp_path / "l1.tsv",
         stages=tmp_path / "ls",
         progress=False,
         **COMMON,
     )
-    l1_meta = read_meta(l1)
-    assert l1_meta["widths"] == [max(cands)] * 2 and l1_meta["variant"] == "l1"
-    assert len(pd.read_csv(tmp_path / "l1.tsv", sep="\t").query("stage == 'finetune'")) == 3
+    assert read_meta(l1)["widths"] == [max(candidate_widths(16, 0.5))] * 2
+    drc_log = pd.read_csv(drc_run[0].with_name("m.tsv"), sep="\t")
+    l1_log = pd.read_csv(tmp_path / "l1.tsv", sep="\t")
+    drc_tune, l1_tune = (t[t.stage == "finetune"] for t in (drc_log, l1_log))
+    assert len(drc_tune) == len(l1_tune) == TINY["steps"]
+    assert drc_tune.lr.tolist() == l1_tune.lr.tolist()
+    trained = {
+        s
+        for s in drc_log.stage.unique()
+        if s != "search" and drc_log[drc_log.stage == s].lr.notna().any()
+    }
+    assert trained == {"finetune"}  # no whole-model training between the selections
+
+
+def test_drc_refuses_a_primal_without_its_dual(data, tmp_path):
+    data_dir, _ = data
+    model = _edsr()
+    plain = tmp_path / "plain.safetensors"
+    save_model(model, plain, arch="edsr", args={"scale": 2, "n_resblocks": 2, "n_feats": 16})
+    with pytest.raises(ValueError, match="no dual network"):
+        _run_drc(plain, data_dir, tmp_path / "x")
 
 
 SECTION = {
     "primal": "base",
     "ratios": [0.3, 0.5],
     "search": TINY,
-    "layer": TINY,
+    "selection": SELECTION,
     "finetune": TINY,
 }
 
@@ -310,14 +487,22 @@ def test_plan_names_models_and_budgets():
     assert names[0] == "drc-primal" and "drc-r30" in names and "drc-l1-r50-s2" in names
     assert not p.trained and p.made[0].params["recipe"] == {"seed": 3, **TINY}
     l1 = next(m for m in p.made if m.name == "drc-l1-r30-s0")
-    assert l1.params["steps"] == 2 * 2 + 2  # per-block steps + final steps, as DRC's
-    assert next(m for m in p.made if m.name == "drc-r30").params["seed"] == 3
+    drc = next(m for m in p.made if m.name == "drc-r30")
+    assert l1.params["finetune"] == drc.params["finetune"] == TINY  # one schedule for both
+    assert drc.params["seed"] == 3 and drc.params["selection"] == SELECTION
+    assert {f.kind for f in p.figures} == {"widths", "alpha"}
     pruned = {**base, "args": {"n_resblocks": 2, "block_widths": [4, 4]}}
     with pytest.raises(ValueError, match="block_widths"):
         plan(SECTION, {"models": {"base": pruned}}, paths)
     with pytest.raises(ValueError, match="drc.primal.*edsr"):
         plan(SECTION, {"models": {"base": {**base, "arch": "rlfn"}}}, paths)
     assert set(METHOD.steps) == {"primal", "drc", "l1"}
+
+
+def test_figures_draw_ours_beside_the_authors_and_the_alpha_paths(primal, drc_run, tmp_path):
+    out = str(drc_run[0])
+    assert widths_figure([out], str(primal), str(tmp_path / "w.png")).stat().st_size > 0
+    assert alpha_figure([out.replace(".safetensors", ".tsv")], str(tmp_path / "a.png")).exists()
 
 
 def test_table_rows_and_verdict():

@@ -103,6 +103,9 @@ def test_a_set_the_run_lacks_is_replaced_by_its_first_test_set_and_said():
     doc = {"paper": "P", "claims": [claim(expect=1, ours=["a", "b"])]}
     (row,) = resolve(doc, {"a": ["x"], "b": ["y"]}, ["x", "y"], ["skimage-test"])
     assert (row["set"], row["paper_set"]) == ("skimage-test", "Set5")
+    table = score([row], summary({"x": 30.2, "y": 30.0}, "skimage-test"), cost({}))
+    (printed,) = for_print(table.assign(config="c.yaml"))["papers"][0]["rows"]
+    assert (printed["where"], printed["paper_set"]) == ("skimage-test ×4", "Set5")
 
 
 @pytest.mark.parametrize(

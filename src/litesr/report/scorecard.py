@@ -149,7 +149,8 @@ def _number(value: float, unit: str, spread: float = math.nan) -> str:
 
 
 def for_print(table: pd.DataFrame) -> dict[str, Any]:
-    """The scorecard as the report's first page shows it: one group per paper."""
+    """The scorecard as the report's first page shows it: one group per paper; a row's
+    ``paper_set`` is the paper's set where the run measured another one (else empty)."""
     papers = []
     for name, rows in table.groupby("paper_name", sort=False):
         lines = []
@@ -159,13 +160,12 @@ def for_print(table: pd.DataFrame) -> dict[str, Any]:
                 paper = _number(r.paper, r.unit)
             else:
                 paper = "higher" if r.expect > 0 else "lower"
-            where = f"{r.set} ×{r.scale}" if r.metric in ACCURACY else f"×{r.scale}"
-            if r.metric in ACCURACY and r.paper_set != r.set:
-                where += f" (paper: {r.paper_set})"
+            accuracy = r.metric in ACCURACY
             lines.append(
                 {
                     "claim": r.claim,
-                    "where": where,
+                    "where": f"{r.set} ×{r.scale}" if accuracy else f"×{r.scale}",
+                    "paper_set": r.paper_set if accuracy and r.paper_set != r.set else "",
                     "paper": paper,
                     "authors": _number(r.authors, r.unit),
                     "ours": _number(r.ours, r.unit, r.spread if relative else math.nan),

@@ -2,11 +2,12 @@
 
 An EDSR primal is trained twice at equal budget: plainly (``drc.primal``, a model of
 ``models`` made by the shared ``train`` rule) and with dual regression (``drc-primal``, the
-same arch, args, recipe and seed with ``L1 + λ · L1(D(P(x)), x)``). The
-dual-trained primal is compressed at every ratio by DRC (``drc-r<100·ratio>``: channel-number
-search, block-by-block dual-regression pruning, fine-tuning with distillation) and by the
-L1-norm baseline (``drc-l1-r<100·ratio>-s<seed>``, uniform widths, the same post-pruning
-steps and objective) for each baseline seed. See :mod:`litesr.methods.drc.pipeline`.
+same arch, args, recipe and seed with ``L1 + λ · L1(D(P(x)), x)``; its dual network D is saved
+in its file). The dual-trained primal is compressed at every ratio by DRC (``drc-r<100·ratio>``:
+channel-number search, greedy block-by-block channel selection with the frozen D, fine-tuning
+with distillation) and by the L1-norm baseline (``drc-l1-r<100·ratio>-s<seed>``: uniform
+widths, the same fine-tuning) for each baseline seed. See :mod:`litesr.methods.drc.pipeline`;
+:file:`deviations.yaml` lists every difference from the authors' code.
 """
 
 from __future__ import annotations
@@ -53,7 +54,6 @@ def plan(section: dict[str, Any], config: dict[str, Any], paths: Paths) -> Plan:
             f"(got {spec['arch'] if spec else 'no such model'})"
         )
     args = spec.get("args", {})
-    blocks = args.get("n_resblocks", 16)
     if "block_widths" in args:
         raise ValueError("drc.primal: the primal must be unpruned; its args set block_widths")
     ratios = section["ratios"]
@@ -61,10 +61,8 @@ def plan(section: dict[str, Any], config: dict[str, Any], paths: Paths) -> Plan:
         raise ValueError(f"drc.ratios: {ratios} name the same model (ratios are kept to 1 %)")
     seed = config.get("seed", 0)
     lam, distill = section.get("lam", 0.1), section.get("distill", 1.0)
-    dual = section.get("dual", {})
     seeds = section.get("baseline_seeds", [0, 1, 2])
-    layer_steps = section["layer"]["steps"] * blocks
-    common = {"dual": dual, "lam": lam, "distill": distill}
+    common = {"lam": lam, "distill": distill, "finetune": section["finetune"]}
     made = [
         MadeModel(
             name=PRIMAL,
@@ -74,41 +72,23 @@ def plan(section: dict[str, Any], config: dict[str, Any], paths: Paths) -> Plan:
                 "arch": "edsr",
                 "args": args,
                 "recipe": {"seed": seed, **spec["train"]},
-                "dual": dual,
+                "dual": section.get("dual", {}),
                 "lam": lam,
             },
         )
     ]
+    inputs = {"primal": PRIMAL, "data": "@train"}
     for ratio in ratios:
-        made.append(
-            MadeModel(
-                name=drc_name(ratio),
-                step="drc",
-                inputs={"primal": PRIMAL, "data": "@train"},
-                params={
-                    "ratio": ratio,
-                    "search": section["search"],
-                    "layer": section["layer"],
-                    "finetune": section["finetune"],
-                    "importance": section.get("importance", {}),
-                    "seed": seed,
-                    **common,
-                },
-            )
-        )
+        params = {
+            "ratio": ratio,
+            "search": section["search"],
+            "alpha": section.get("alpha", {}),
+            "selection": section.get("selection", {}),
+            "seed": seed,
+        }
+        made.append(MadeModel(drc_name(ratio), "drc", {**inputs}, {**params, **common}))
         made += [
-            MadeModel(
-                name=l1_name(ratio, s),
-                step="l1",
-                inputs={"primal": PRIMAL, "data": "@train"},
-                params={
-                    "ratio": ratio,
-                    "steps": layer_steps + section["finetune"]["steps"],
-                    "finetune": section["finetune"],
-                    "seed": s,
-                    **common,
-                },
-            )
+            MadeModel(l1_name(ratio, s), "l1", {**inputs}, {"ratio": ratio, "seed": s, **common})
             for s in seeds
         ]
     scale0 = paths.scales[0]
@@ -121,11 +101,22 @@ def plan(section: dict[str, Any], config: dict[str, Any], paths: Paths) -> Plan:
                 "models": [paths.model(drc_name(r), scale0) for r in ratios],
                 "primal": paths.model(PRIMAL, scale0),
             },
-            caption=f"Inner width of every residual block after DRC (×{scale0}; solid, read from "
-            "each model file's metadata) against the uniform width of the same ratio (dashed; "
-            "the L1 baseline's, the largest search candidate). The primal's width is the top "
-            "line.",
-        )
+            caption=f"Inner width of every residual block after DRC (×{scale0}; left, solid, "
+            "from each model file's metadata) against the uniform width of the same ratio "
+            "(dashed; the L1 baseline's, the largest search candidate), as a fraction of the "
+            "full width. Right: the authors' searched widths of DRN-S ×4 (their released "
+            "search_x4p0{3,5,7}.txt, 30 blocks per level), with their uniform widths.",
+        ),
+        Figure(
+            name="drc_alpha",
+            title="DRC: the channel-number search, softmax(α) per layer",
+            kind="alpha",
+            files={"logs": [paths.train_log(drc_name(r), scale0) for r in ratios]},
+            caption="softmax(α) of every searched layer (one panel per residual block, one "
+            "line per candidate width) over the search steps, one row per ratio. α starts "
+            "at 1e-3 · N(0, 1) (uniform) and has its own learning rate (by default the "
+            "authors' travel: lr × steps = 0.75).",
+        ),
     ]
     tables = [
         Table(
@@ -153,7 +144,10 @@ METHOD = Method(
         "drc": "litesr.methods.drc.pipeline:drc_compress",
         "l1": "litesr.methods.drc.pipeline:l1_compress",
     },
-    figures={"widths": "litesr.methods.drc.report:widths_figure"},
+    figures={
+        "widths": "litesr.methods.drc.report:widths_figure",
+        "alpha": "litesr.methods.drc.report:alpha_figure",
+    },
     tables={"table": "litesr.methods.drc.report:drc_table"},
     claims=Path(__file__).with_name("claims.yaml"),
 )

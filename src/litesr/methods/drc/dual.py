@@ -10,13 +10,13 @@ unpruned model T (DRC's fine-tuning).
 
 from __future__ import annotations
 
-from pathlib import Path
+import base64
+from typing import Any
 
+import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from litesr.atomic import atomic_path
 from litesr.train.objectives import Task
 
 
@@ -41,23 +41,41 @@ class DualNet(nn.Module):
             in_ch = n_feats
         layers.append(nn.Conv2d(n_feats, 3, 3, padding=1, bias=False))
         self.body = nn.Sequential(*layers)
-        self.scale = scale
+        self.scale, self.n_feats, self.slope = scale, n_feats, slope
 
     def forward(self, sr: Tensor) -> Tensor:
         return self.body(sr)
 
 
-def save_dual(dual: DualNet, path: Path) -> Path:
-    """The dual network's weights (a side file of a stage; not a registry model)."""
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        tensors = {k: v.detach().cpu().contiguous() for k, v in dual.state_dict().items()}
-        save_file(tensors, str(tmp))
-    return path
+def dual_meta(dual: DualNet) -> dict[str, Any]:
+    """The dual network as model-file metadata (its settings and its float32 tensors in
+    base64), so that it travels inside the primal's file and is covered by its digests."""
+    return {
+        "scale": dual.scale,
+        "n_feats": dual.n_feats,
+        "slope": dual.slope,
+        "tensors": {
+            name: {
+                "shape": list(t.shape),
+                "float32": base64.b64encode(
+                    t.detach().cpu().to(torch.float32).contiguous().numpy().tobytes()
+                ).decode(),
+            }
+            for name, t in dual.state_dict().items()
+        },
+    }
 
 
-def load_dual(dual: DualNet, path: Path) -> DualNet:
-    dual.load_state_dict(load_file(Path(path)))
+def dual_from_meta(entry: dict[str, Any]) -> DualNet:
+    """The dual network saved by :func:`dual_meta`, bit for bit."""
+    dual = DualNet(entry["scale"], entry["n_feats"], entry["slope"])
+    state = {
+        name: torch.from_numpy(
+            np.frombuffer(base64.b64decode(t["float32"]), dtype="<f4").copy()
+        ).view(t["shape"])
+        for name, t in entry["tensors"].items()
+    }
+    dual.load_state_dict(state)
     return dual
 
 

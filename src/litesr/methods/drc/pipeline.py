@@ -1,17 +1,18 @@
-"""DRC's steps: dual-regression training of the primal, DRC compression and the L1 baseline.
+"""DRC's steps on the shared step harness (:class:`litesr.train.step.StepRun`).
 
-- ``primal``: train an EDSR primal with a fresh dual network (``L1 + λ · dual``).
-- ``drc``: from a trained primal, as resumable stages: ``search`` (channel numbers, on a copy;
-  see :mod:`litesr.methods.drc.search`), one ``prune<i>`` stage per residual block (channels
-  chosen by :class:`~litesr.compress.importance_grad.DualRegressionImportance`, then a short
-  fine-tune of the whole model) and ``finetune`` (``L1 + λ · dual + β · feature distillation``
-  from the frozen unpruned primal). The dual network is carried between stages in side files.
+- ``primal``: an EDSR primal trained with a fresh dual network, ``L1 + λ · dual``; the
+  trained dual network is saved in the primal's file (metadata ``dual``) and every later
+  step starts from it, as the authors' ``--pre_train_dual``.
+- ``drc``: stages ``search`` (channel numbers, on a copy; :mod:`~litesr.methods.drc.search`),
+  ``select<i>`` (the channels of block ``i``, greedily, the dual frozen;
+  :mod:`~litesr.methods.drc.select`) and ``finetune`` (``L1 + λ · dual + β · distillation``
+  from the unpruned primal, the dual trained along).
 - ``l1``: the baseline at the same ratio: every block pruned to the uniform width (the largest
-  search candidate) by filter L1 norm in one go, then fine-tuned with the same objective for
-  the same number of post-pruning steps as ``drc`` (its per-layer steps plus its final ones).
+  search candidate) by filter L1 norm, then the same ``finetune`` as ``drc``'s: the same
+  recipe, steps, schedule and objective (only the selection differs).
 
-The prunable convs are the first conv of every EDSR residual block (the channels between the
-block's two convs); the residual stream and the upsampler keep their widths. Pruned models
+The pruned channels are the inner ones of every EDSR residual block (the first conv's outputs,
+read by the second); the residual stream and the upsampler keep their widths. Pruned models
 are saved as ``edsr`` with ``block_widths``, so ``litesr.models.store`` reloads them.
 """
 
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import copy
 import json
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -27,65 +27,64 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from litesr.atomic import atomic_path, output_lock
-from litesr.compress.importance_grad import DualRegressionImportance
+from litesr.atomic import atomic_path
 from litesr.compress.prune import apply_pruning, l1_norm, select_channels
-from litesr.data.sources import data_fingerprint
-from litesr.device import resolve_device
-from litesr.digest import file_sha256
-from litesr.methods.drc.dual import DualNet, DualTask, load_dual, save_dual
-from litesr.methods.drc.search import HalvesSampler, SearchTask, candidate_widths
+from litesr.methods.drc.dual import DualNet, DualTask, dual_from_meta, dual_meta
+from litesr.methods.drc.search import HalvesSampler, SearchTask, alpha_lr, candidate_widths
+from litesr.methods.drc.select import LayerSelection, Selection
 from litesr.models import arch_of, build
-from litesr.models.store import load_model, save_model
-from litesr.train.loop import fit
-from litesr.train.run import sampler_for, train_model
+from litesr.models.store import load_model
+from litesr.train.run import sampler_for
 from litesr.train.spec import TrainSpec
-from litesr.train.stages import Stage, StageFiles, run_stages
+from litesr.train.stages import StageFiles
+from litesr.train.step import StepRun
 from litesr.tsv import write_tsv
 
-logger = logging.getLogger(__name__)
+NAME = "drc"
+ALPHA_WEIGHT_DECAY = 1e-3
+"""The authors' weight decay of α (``alpha_weight_decay``)."""
 
 
-def prunable_convs(model: nn.Module) -> list[str]:
-    """The first conv of every residual block of an EDSR model."""
-    arch, _ = arch_of(model)
-    if arch != "edsr":
-        raise ValueError(f"DRC prunes EDSR primals (block_widths), not {arch!r}")
-    return [f"body.{i}.body.0" for i in range(len(model.body))]
+def layer_pairs(model: nn.Module) -> dict[str, str]:
+    """Producer → consumer conv of every residual block of an EDSR model."""
+    if arch_of(model)[0] != "edsr":
+        raise ValueError(f"DRC prunes EDSR primals (block_widths), not {arch_of(model)[0]!r}")
+    return {f"body.{i}.body.0": f"body.{i}.body.2" for i in range(len(model.body))}
 
 
 def block_widths(model: nn.Module) -> list[int]:
     return [block.body[0].out_channels for block in model.body]
 
 
-def prune_to(
-    model: nn.Module, widths: dict[str, int], example: Tensor, importance=l1_norm
-) -> nn.Module:
-    """Prune the named convs to ``widths`` (in place) and record the new ``block_widths``."""
-    removed = select_channels(model, list(widths), widths, example, importance)
-    apply_pruning(model, removed, example)
+def _example(model: nn.Module) -> Tensor:
+    return torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0)).to(
+        next(model.parameters()).device
+    )
+
+
+def _pruned(model: nn.Module, removed: dict[str, list[int]]) -> nn.Module:
+    """Remove the channels (in place) and record the new ``block_widths``."""
+    apply_pruning(model, removed, _example(model))
     arch, args = arch_of(model)
     model.litesr_arch = (arch, {**args, "block_widths": block_widths(model)})
     return model
 
 
-def _dual(scale: int, dual: dict[str, Any], seed: int) -> DualNet:
-    torch.manual_seed(seed)
-    return DualNet(scale, **dual)
+def prune_to(model: nn.Module, widths: dict[str, int], importance=l1_norm) -> nn.Module:
+    """Prune the named producer convs to ``widths`` by ``importance`` (in place)."""
+    return _pruned(model, select_channels(model, list(widths), widths, _example(model), importance))
 
 
-def _dual_file(files: StageFiles) -> Path:
-    return files.model.with_name(files.model.stem + ".dual.safetensors")
+def load_primal(path: Path, device: torch.device) -> tuple[nn.Module, DualNet]:
+    """A DRC primal and the dual network trained with it."""
+    model, meta = load_model(path, device=device)
+    if "dual" not in meta:
+        raise ValueError(f"{path}: no dual network in the file; make it with the drc primal step")
+    return model, dual_from_meta(meta["dual"]).to(device)
 
 
-def _widths_file(files: StageFiles) -> Path:
-    return files.model.with_name(files.model.stem + ".widths.json")
-
-
-def _example(model: nn.Module) -> Tensor:
-    return torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0)).to(
-        next(model.parameters()).device
-    )
+def _step(out: Path, log: Path, stages: Path, device: str, progress: bool) -> StepRun:
+    return StepRun(NAME, out=out, log=log, stages=stages, device=device, progress=progress)
 
 
 def train_primal(
@@ -103,85 +102,43 @@ def train_primal(
     device: str = "cpu",
     progress: bool = True,
 ) -> Path:
-    """Train ``arch`` from the recipe's seed with a fresh dual network, ``L1 + λ · dual``, on
-    the shared ``train`` step (same seed, same draws as the plain primal). One training run:
-    ``stages`` is not used."""
-    with torch.device("meta"):
-        widths = block_widths(build(arch, scale=scale, **args))
-    return train_model(
-        arch=arch,
-        args=args,
-        recipe=recipe,
-        data=data,
-        scale=scale,
-        out=out,
-        log=log,
-        meta={"method": "drc", "variant": "dual", "size": 0.0, "lam": lam, "widths": widths},
-        make_task=lambda model: DualTask(model, DualNet(scale, **dual), lam),
-        key=f"|drc-dual|{sorted(dual.items())}|{lam}",
-        device=device,
-        progress=progress,
-    )
-
-
-class _Run:
-    """What every stage of one compression run shares."""
-
-    def __init__(
-        self,
-        primal: Path,
-        data: Path,
-        scale: int,
-        dual: dict,
-        lam: float,
-        distill: float,
-        seed: int,
-        device: str,
-        progress: bool,
-    ) -> None:
-        self.dev = resolve_device(device)
-        self.reference, self.meta = load_model(primal, device=self.dev)
-        prunable_convs(self.reference)
-        if int(self.reference.scale) != scale:
-            raise ValueError(f"{primal}: a ×{self.reference.scale} model, not ×{scale}")
-        self.data, self.scale, self.dual_args = data, scale, dual
-        self.lam, self.distill, self.seed, self.progress = lam, distill, seed, progress
-
-    def sampler(self, spec: TrainSpec):
-        return sampler_for(self.data, self.scale, spec)
-
-    def dual(self, previous: StageFiles | None) -> DualNet:
-        net = _dual(self.scale, self.dual_args, self.seed)
-        if previous is not None:
-            load_dual(net, _dual_file(previous))
-        return net.to(self.dev)
-
-    def tune(
-        self, model: nn.Module, dual: DualNet, recipe: dict, files: StageFiles, tag: str
-    ) -> None:
-        spec = TrainSpec.from_dict(recipe)
-        task = DualTask(model, dual, self.lam, reference=self.reference, distill=self.distill)
-        fit(
-            task,
-            self.sampler(spec),
-            spec,
-            checkpoint=files.checkpoint,
-            log_tsv=files.log,
-            device=str(self.dev),
-            fingerprint=tag,
-            progress=self.progress,
+    """Train ``arch`` with a fresh dual network, ``L1 + λ · dual``, with the plain primal's
+    draws (the recipe's seed, then the model, then the dual); save the dual with it."""
+    spec = TrainSpec.from_dict(recipe)
+    with _step(out, log, stages, device, progress) as run:
+        torch.manual_seed(spec.seed)
+        model = build(arch, scale=scale, **args)
+        task = DualTask(model, DualNet(scale, **dual), lam)
+        key = f"{arch}{sorted(args.items())}{scale}|drc-dual|{sorted(dual.items())}|{lam}"
+        run.fit(task, spec, run.files, data=data, scale=scale, tag=key)
+        return run.finish(
+            model,
+            variant="dual",
+            size=0.0,
+            lam=lam,
+            widths=block_widths(model),
+            train=recipe,
+            data=str(data),
+            dual=dual_meta(task.dual),
         )
 
 
-def _finish(model: nn.Module, stages: list[Stage], out: Path, log: Path, meta: dict) -> Path:
-    table = pd.concat(
-        [pd.read_csv(s.files.log, sep="\t").assign(stage=s.name) for s in stages],
-        ignore_index=True,
-    )
-    write_tsv(table, log, float_format=None)
-    arch, args = arch_of(model)
-    save_model(model.cpu(), out, arch=arch, args=args, meta={**meta, "widths": block_widths(model)})
-    return Path(out)
+def _finetune(
+    run: StepRun,
+    model: nn.Module,
+    files: StageFiles,
+    reference: nn.Module,
+    dual: DualNet,
+    recipe: dict[str, Any],
+    data: Path,
+    scale: int,
+    lam: float,
+    distill: float,
+) -> nn.Module:
+    """DRC's fine-tuning, the same for DRC and L1: ``L1 + λ · dual + β · distillation``."""
+    task = DualTask(model.to(run.dev), dual, lam, reference=reference, distill=distill)
+    run.fit(task, recipe, files, data=data, scale=scale, tag="finetune")
+    return model
 
 
 def drc_compress(
@@ -191,10 +148,9 @@ def drc_compress(
     scale: int,
     ratio: float,
     search: dict[str, Any],
-    layer: dict[str, Any],
+    alpha: dict[str, Any],
+    selection: dict[str, Any],
     finetune: dict[str, Any],
-    importance: dict[str, Any],
-    dual: dict[str, Any],
     lam: float,
     distill: float,
     seed: int,
@@ -204,121 +160,79 @@ def drc_compress(
     device: str = "cpu",
     progress: bool = True,
 ) -> Path:
-    """DRC: search the channel numbers, prune block by block with the dual-regression
-    importance and a short fine-tune each, then fine-tune with distillation."""
-    run = _Run(primal, data, scale, dual, lam, distill, seed, device, progress)
-    convs = prunable_convs(run.reference)
-    candidates = {
-        name: candidate_widths(run.reference.get_submodule(name).out_channels, ratio)
-        for name in convs
-    }
-    stages = Path(stages)
-
-    def do_search(model: nn.Module, files: StageFiles) -> nn.Module:
-        spec = TrainSpec.from_dict({"seed": seed, **search})
-        net = run.dual(None)
-        task = SearchTask(
-            copy.deepcopy(model).to(run.dev),
-            net,
-            candidates,
-            lam,
-            generator=torch.Generator().manual_seed(seed),
-        )
-        fit(
-            task,
-            HalvesSampler(run.sampler(spec)),
-            spec,
-            checkpoint=files.checkpoint,
-            log_tsv=files.log,
-            device=str(run.dev),
-            fingerprint="search",
-            progress=progress,
-        )
-        found = {
-            "widths": task.widths(),
-            "candidates": candidates,
-            "probabilities": task.probabilities(),
+    """DRC: search the channel numbers, select each block's channels, fine-tune."""
+    search_spec = TrainSpec.from_dict({"seed": seed, **search})
+    settings = Selection(**selection)
+    with _step(out, log, stages, device, progress) as run:
+        reference, dual = load_primal(primal, run.dev)
+        pairs = layer_pairs(reference)
+        candidates = {
+            p: candidate_widths(reference.get_submodule(p).out_channels, ratio) for p in pairs
         }
-        with atomic_path(_widths_file(files)) as tmp:
-            tmp.write_text(json.dumps(found, indent=1, sort_keys=True))
-        save_dual(net, _dual_file(files))
-        return model
+        widths_file = Path(stages) / "search.widths.json"
 
-    plan = [Stage("search", stages / "search.safetensors", do_search, key=json.dumps(search))]
-
-    def prune_layer(i: int, name: str):
-        def do(model: nn.Module, files: StageFiles) -> nn.Module:
-            model.to(run.dev)
-            widths = json.loads(_widths_file(plan[0].files).read_text())["widths"]
-            net = run.dual(plan[i].files)
-            lr, hr = run.sampler(TrainSpec.from_dict(layer)).sample(
-                importance.get("batch", 8), torch.Generator().manual_seed(seed + 1000 + i)
+        def search_widths(model: nn.Module, files: StageFiles) -> nn.Module:
+            task = SearchTask(
+                copy.deepcopy(model).to(run.dev),
+                copy.deepcopy(dual),
+                {pairs[p]: c for p, c in candidates.items()},
+                lam,
+                alpha_lr=alpha.get("lr", alpha_lr(search_spec.steps)),
+                alpha_weight_decay=alpha.get("weight_decay", ALPHA_WEIGHT_DECAY),
+                generator=torch.Generator().manual_seed(seed),
             )
-            imp = DualRegressionImportance(
-                model,
-                lr.to(run.dev),
-                hr.to(run.dev),
-                _example(model),
-                dual=net,
-                lam=lam,
-                reference=run.reference,
-                rec_weight=importance.get("rec_weight", 1.0),
-                pick=importance.get("pick", 4),
-            )
-            prune_to(model, {name: widths[name]}, _example(model), imp)
-            logger.info("DRC: %s pruned to %d channels", name, widths[name])
-            run.tune(model, net, {**layer, "seed": seed + 1 + i}, files, f"prune{i}")
-            save_dual(net, _dual_file(files))
+            sampler = HalvesSampler(sampler_for(data, scale, search_spec))
+            run.fit(task, search_spec, files, sampler=sampler, tag="search")
+            by_consumer, probs = task.widths(), task.probabilities()
+            found = {
+                "widths": {p: by_consumer[c] for p, c in pairs.items()},
+                "candidates": candidates,
+                "probabilities": {p: probs[c] for p, c in pairs.items()},
+            }
+            with atomic_path(widths_file) as tmp:
+                tmp.write_text(json.dumps(found, indent=1))
             return model
 
-        return do
+        def select_block(i: int, producer: str, consumer: str):
+            def select(model: nn.Module, files: StageFiles) -> nn.Module:
+                width = json.loads(widths_file.read_text())["widths"][producer]
+                model = model.to(run.dev)
+                sampler = sampler_for(data, scale, TrainSpec(steps=1, lr_patch=settings.lr_patch))
+                gen = torch.Generator().manual_seed(seed + 1000 + i)
+                chooser = LayerSelection(model, reference, dual, lam, sampler, settings, gen)
+                kept = chooser(consumer, width)
+                n = model.get_submodule(producer).out_channels
+                _pruned(model, {producer: sorted(set(range(n)) - set(kept))})
+                write_tsv(pd.DataFrame(chooser.log), files.log, float_format=None)
+                return model
 
-    plan += [
-        Stage(
-            f"prune{i}",
-            stages / f"prune{i}.safetensors",
-            prune_layer(i, name),
-            key=json.dumps([layer, importance]),
+            return select
+
+        def tune(model: nn.Module, files: StageFiles) -> nn.Module:
+            recipe = {**finetune, "seed": seed}
+            return _finetune(run, model, files, reference, dual, recipe, data, scale, lam, distill)
+
+        run.stage("search", search_widths, key=[search, alpha])
+        for i, (producer, consumer) in enumerate(pairs.items()):
+            run.stage(f"select{i}", select_block(i, producer, consumer), key=selection)
+        run.stage("finetune", tune, key=finetune)
+        model = run.stages(
+            copy.deepcopy(reference).cpu(), inputs=[primal, data], key=[ratio, lam, distill, seed]
         )
-        for i, name in enumerate(convs)
-    ]
-
-    def do_finetune(model: nn.Module, files: StageFiles) -> nn.Module:
-        run.tune(
-            model.to(run.dev),
-            run.dual(plan[-2].files),
-            {**finetune, "seed": seed},
-            files,
-            "finetune",
-        )
-        return model
-
-    plan.append(
-        Stage("finetune", stages / "finetune.safetensors", do_finetune, key=json.dumps(finetune))
-    )
-    fingerprint = json.dumps(
-        [file_sha256(primal), ratio, dual, lam, distill, seed, data_fingerprint(data)]
-    )
-    with output_lock(out):
-        model = run_stages(copy.deepcopy(run.reference).cpu(), plan, fingerprint=fingerprint)
-        found = json.loads(_widths_file(plan[0].files).read_text())
-        return _finish(
+        run.merged_log()
+        return run.finish(
             model,
-            plan,
-            out,
-            log,
-            {
-                "method": "drc",
-                "variant": "drc",
-                "size": ratio,
-                "ratio": ratio,
-                "seed": seed,
-                "uniform_width": {n: max(c) for n, c in candidates.items()},
-                "search": found,
-                "primal": str(primal),
-                "lam": lam,
-                "distill": distill,
-            },
+            variant="drc",
+            size=ratio,
+            ratio=ratio,
+            seed=seed,
+            widths=block_widths(model),
+            uniform_width={p: max(c) for p, c in candidates.items()},
+            search=json.loads(widths_file.read_text()),
+            selection=selection,
+            primal=str(primal),
+            lam=lam,
+            distill=distill,
         )
 
 
@@ -328,9 +242,7 @@ def l1_compress(
     data: Path,
     scale: int,
     ratio: float,
-    steps: int,
     finetune: dict[str, Any],
-    dual: dict[str, Any],
     lam: float,
     distill: float,
     seed: int,
@@ -340,59 +252,39 @@ def l1_compress(
     device: str = "cpu",
     progress: bool = True,
 ) -> Path:
-    """The baseline: uniform widths by filter L1 norm, then ``steps`` fine-tuning steps with
-    DRC's final objective (``finetune`` with ``steps`` replaced and the given ``seed``)."""
-    run = _Run(primal, data, scale, dual, lam, distill, seed, device, progress)
-    convs = prunable_convs(run.reference)
-    uniform = {
-        name: max(candidate_widths(run.reference.get_submodule(name).out_channels, ratio))
-        for name in convs
-    }
-    stages = Path(stages)
+    """The baseline: uniform widths by filter L1 norm, then DRC's fine-tuning with ``seed``."""
+    with _step(out, log, stages, device, progress) as run:
+        reference, dual = load_primal(primal, run.dev)
+        uniform = {
+            p: max(candidate_widths(reference.get_submodule(p).out_channels, ratio))
+            for p in layer_pairs(reference)
+        }
 
-    def do_prune(model: nn.Module, files: StageFiles) -> nn.Module:
-        prune_to(model, uniform, _example(model), l1_norm)
-        write_tsv(pd.DataFrame({"conv": list(uniform), "width": list(uniform.values())}), files.log)
-        return model
+        def prune(model: nn.Module, files: StageFiles) -> nn.Module:
+            prune_to(model, uniform, l1_norm)
+            table = pd.DataFrame({"conv": list(uniform), "width": list(uniform.values())})
+            write_tsv(table, files.log)
+            return model
 
-    def do_finetune(model: nn.Module, files: StageFiles) -> nn.Module:
-        run.tune(
-            model.to(run.dev),
-            run.dual(None),
-            {**finetune, "steps": steps, "seed": seed},
-            files,
-            "l1-finetune",
+        def tune(model: nn.Module, files: StageFiles) -> nn.Module:
+            recipe = {**finetune, "seed": seed}
+            return _finetune(run, model, files, reference, dual, recipe, data, scale, lam, distill)
+
+        run.stage("prune", prune, key=uniform)
+        run.stage("finetune", tune, key=finetune)
+        model = run.stages(
+            copy.deepcopy(reference).cpu(), inputs=[primal, data], key=[ratio, lam, distill, seed]
         )
-        return model
-
-    plan = [
-        Stage("prune", stages / "prune.safetensors", do_prune, key=json.dumps(uniform)),
-        Stage(
-            "finetune",
-            stages / "finetune.safetensors",
-            do_finetune,
-            key=json.dumps([finetune, steps]),
-        ),
-    ]
-    fingerprint = json.dumps(
-        [file_sha256(primal), ratio, dual, lam, distill, seed, data_fingerprint(data)]
-    )
-    with output_lock(out):
-        model = run_stages(copy.deepcopy(run.reference).cpu(), plan, fingerprint=fingerprint)
-        return _finish(
+        run.merged_log()
+        return run.finish(
             model,
-            plan,
-            out,
-            log,
-            {
-                "method": "drc",
-                "variant": "l1",
-                "size": ratio,
-                "ratio": ratio,
-                "seed": seed,
-                "uniform_width": uniform,
-                "primal": str(primal),
-                "lam": lam,
-                "distill": distill,
-            },
+            variant="l1",
+            size=ratio,
+            ratio=ratio,
+            seed=seed,
+            widths=block_widths(model),
+            uniform_width=uniform,
+            primal=str(primal),
+            lam=lam,
+            distill=distill,
         )

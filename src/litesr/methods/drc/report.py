@@ -3,6 +3,7 @@ from the models' own metadata (the catalog and the model files), never from thei
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import matplotlib
@@ -10,10 +11,13 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+import yaml  # noqa: E402
 
+from litesr.methods.drc.search import candidate_widths  # noqa: E402
 from litesr.models.store import read_meta  # noqa: E402
 from litesr.report.figures import save  # noqa: E402
 
+_ALPHA = re.compile(r"^p(\d+)_w(\d+)$")
 COST = {"params": "params", "macs_720p_G": "MACs_720p_G", "cpu_latency_ms": "CPU_ms"}
 
 
@@ -94,23 +98,78 @@ def _verdict(diff: float, spread: float, n: int) -> str:
     return "DRC better" if diff > 0 else "DRC worse"
 
 
+def _authors_widths() -> dict:
+    return yaml.safe_load(Path(__file__).with_name("authors_widths.yaml").read_text())
+
+
 def widths_figure(models: list[str], primal: str, out: str) -> Path:
-    """Inner width per residual block of each DRC model (solid) against its ratio's uniform
-    width (dashed), read from the model files' metadata."""
+    """Inner width per residual block, as a fraction of the full width: ours per ratio
+    (solid, from the model files' metadata) against the uniform width (dashed), and beside
+    them the authors' searched DRN-S ×4 widths with their uniform widths."""
     full = read_meta(primal)["args"].get("n_feats", 64)
-    fig, ax = plt.subplots(figsize=(7, 3.8))
+    authors = _authors_widths()
+    fig, (ours_ax, theirs_ax) = plt.subplots(
+        1, 2, figsize=(11, 3.8), sharey=True, gridspec_kw={"width_ratios": [1, 2]}
+    )
     for i, path in enumerate(models):
         meta = read_meta(path)
-        widths, uniform = meta["widths"], list(meta["uniform_width"].values())
-        color = f"C{i}"
+        ratio, widths = meta["ratio"], meta["widths"]
+        uniform = list(meta["uniform_width"].values())
         blocks = range(len(widths))
-        ax.plot(blocks, widths, marker="o", color=color, label=f"DRC r={meta['ratio']:g}")
-        ax.plot(blocks, uniform, linestyle="--", color=color, label=f"uniform r={meta['ratio']:g}")
-    ax.axhline(full, color="black", linewidth=1, label="unpruned")
-    ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.set_xlabel("residual block")
-    ax.set_ylabel("inner channels")
-    ax.set_ylim(0, full * 1.08)
-    ax.legend(fontsize=8, ncol=2)
-    ax.set_title("DRC: searched widths per block vs the uniform ratio")
+        mean = sum(widths) / sum(uniform)
+        label = f"r={ratio:g} (mean {mean:.0%} of uniform)"
+        ours_ax.plot(blocks, [w / full for w in widths], marker="o", color=f"C{i}", label=label)
+        ours_ax.plot(blocks, [w / full for w in uniform], linestyle="--", color=f"C{i}")
+    for i, (ratio, widths) in enumerate(sorted(authors["ratios"].items())):
+        top = max(candidate_widths(authors["full"], ratio))
+        mean = sum(widths) / (top * len(widths))
+        blocks = range(len(widths))
+        theirs_ax.plot(
+            blocks,
+            [w / authors["full"] for w in widths],
+            marker=".",
+            color=f"C{i}",
+            label=f"r={ratio:g} (mean {mean:.0%} of uniform)",
+        )
+        theirs_ax.axhline(top / authors["full"], linestyle="--", color=f"C{i}", linewidth=1)
+    theirs_ax.axvline(len(widths) / 2 - 0.5, color="grey", linewidth=1)
+    for ax, title in (
+        (ours_ax, f"ours: EDSR, {full} channels"),
+        (theirs_ax, f"authors: DRN-S ×4, {authors['full']} channels (two levels)"),
+    ):
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.set_xlabel("residual block (input side → output side)")
+        ax.set_title(title, fontsize=9)
+        ax.axhline(1.0, color="black", linewidth=1)
+        ax.legend(fontsize=7)
+    ours_ax.set_ylabel("inner width / full width")
+    ours_ax.set_ylim(0, 1.08)
+    fig.suptitle("DRC: searched widths per block (solid) vs the uniform width (dashed)")
+    return save(fig, out)
+
+
+def alpha_figure(logs: list[str], out: str) -> Path:
+    """softmax(α) of every searched layer over the search steps: one row per DRC model (its
+    ratio from the log's model file), one panel per layer, one line per candidate width."""
+    runs = []
+    for path in logs:
+        table = pd.read_csv(path, sep="\t")
+        runs.append(table[table.stage == "search"] if "stage" in table else table)
+    layers = max(len({c.split("_")[0] for c in r.columns if _ALPHA.match(c)}) for r in runs)
+    fig, axes = plt.subplots(
+        len(runs), layers, figsize=(2.2 * layers, 2.0 * len(runs)), sharex=True, sharey=True,
+        squeeze=False,
+    )  # fmt: skip
+    for row, (path, run) in zip(axes, zip(logs, runs, strict=True), strict=True):
+        columns = [c for c in run.columns if _ALPHA.match(c)]
+        for c in columns:
+            layer, width = (int(v) for v in _ALPHA.match(c).groups())
+            row[layer].plot(run.step, run[c], linewidth=1, label=f"{width}")
+        for layer, ax in enumerate(row):
+            ax.set_title(f"block {layer}", fontsize=8)
+            ax.legend(fontsize=6, title="width", title_fontsize=6)
+        row[0].set_ylabel(f"{Path(path).parent.parent.name}\nsoftmax(α)", fontsize=8)
+    for ax in axes[-1]:
+        ax.set_xlabel("search step")
+    fig.suptitle("DRC: softmax(α) per layer during the channel-number search")
     return save(fig, out)

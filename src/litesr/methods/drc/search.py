@@ -1,32 +1,46 @@
-"""DRC step 1, channel-number search (DARTS-style, first order).
+"""DRC step 1, channel-number search (DARTS-style, first order), as the authors' Search.
 
-Every prunable conv with ``C`` output channels and target ratio ``r`` gets the candidate
-widths ``c_k = round4(int(C (1 − r) p_k))``, ``p ∈ {0.5, 0.6, …, 1.0}`` (duplicates dropped;
-round4 rounds to a multiple of 4, halves down, within ``[min(4, C), C]``, as the authors'
-``channel_constraints``). Channels are ranked by the L1 norm of their filters (the shared
-``l1_norm``, recomputed from the current weights at every forward); candidate ``k`` keeps the
-top ``c_k``. The conv's output is multiplied by ``Σ_k softmax(α)_k mask_k``.
+Every pruned layer pair (a producer conv and the consumer conv that reads its ``C`` channels)
+gets the candidate widths ``c_k = round4(int(C (1 − r) p_k))``, ``p ∈ {0.5, 0.6, …, 1.0}``
+(duplicates dropped; round4 rounds to a multiple of 4, halves down, within ``[min(4, C), C]``,
+as the authors' ``channel_constraints``). Channels are ranked by the L1 norm of the consumer's
+input slices (recomputed from the current weights at every forward); candidate ``k`` keeps the
+top ``c_k``. The consumer's input channel ``c`` is scaled by ``Σ_k softmax(α)_k [c in top c_k]``
+(the authors' ``compute_channel_weights``).
 
-α and the weights (primal and dual) are updated alternately by one optimiser: odd steps train
-the weights on a batch from the first half of the training images (α detached), even steps
-train α on a batch from the second half (weights detached, so they get no gradient), both
-against the dual-regression loss. The authors use the second-order DARTS update; this is the
-first-order one. Each layer keeps its argmax width.
+Every step updates both, as the authors' ``Search.train``: the weights (primal and dual) on a
+batch of the first half of the training images with α detached, and α on a batch of the
+second half with the weights detached, in one backward pass. α has its own learning rate and
+weight decay (an optimiser group of its own, Adam like the weights'; authors: 3e-4 and 1e-3).
+The authors' α gradient is first order too: their second-order term is (p − n)·ε/2 instead of
+(p − n)/(2ε), numerically zero. Each layer keeps its argmax width.
+
+How far α can travel: Adam moves a coordinate by at most about its learning rate per step, so
+α moves at most ``Σ_t lr_α(t)`` (``lr_α × steps``, half of it under a cosine schedule). The
+authors' search is 2,500 steps at 3e-4: ``lr_α × steps = 0.75``. :func:`alpha_lr` keeps that
+travel for any number of steps.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from litesr.compress.prune import l1_norm
 from litesr.methods.drc.dual import DualNet, DualTask
 from litesr.train.patches import PatchSampler
 
 FRACTIONS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+AUTHORS_ALPHA_TRAVEL = 3e-4 * 2500
+"""The authors' ``alpha_lr × search iterations`` (100 epochs of 25 iterations)."""
+
+
+def alpha_lr(steps: int, travel: float = AUTHORS_ALPHA_TRAVEL) -> float:
+    """α's learning rate for a search of ``steps`` steps: the authors' travel ``lr × steps``."""
+    return travel / steps
 
 
 def round4(channels: int, most: int, factor: int = 4) -> int:
@@ -44,16 +58,21 @@ def candidate_widths(n: int, ratio: float, fractions: Sequence[float] = FRACTION
     return sorted({round4(int(n * (1.0 - ratio) * p + 1e-9), n) for p in fractions})
 
 
-def width_masks(conv: nn.Conv2d, widths: Sequence[int]) -> Tensor:
-    """K×C 0/1 masks: row k keeps the ``widths[k]`` channels of largest filter L1 norm (ties:
-    the higher index is kept, as :func:`litesr.compress.prune.select_channels` removes the
-    lower one first)."""
-    n = conv.out_channels
-    order = torch.sort(l1_norm(conv).double(), stable=True).indices
+def slice_l1(consumer: nn.Conv2d) -> Tensor:
+    """L1 norm of each input slice ``W[:, c]`` of a conv: the authors' channel order."""
+    return consumer.weight.detach().abs().sum(dim=(0, 2, 3))
+
+
+def width_masks(consumer: nn.Conv2d, widths: Sequence[int]) -> Tensor:
+    """K×C 0/1 masks over the consumer's input channels: row k keeps the ``widths[k]``
+    channels of largest :func:`slice_l1` (ties: the higher index is kept, as
+    :func:`litesr.compress.prune.select_channels` removes the lower one first)."""
+    n = consumer.in_channels
+    order = torch.sort(slice_l1(consumer).double(), stable=True).indices
     rank = torch.empty(n, dtype=torch.long, device=order.device)
     rank[order] = torch.arange(n, device=order.device)
     bounds = torch.tensor([n - w for w in widths], device=order.device)
-    return (rank[None, :] >= bounds[:, None]).to(conv.weight.dtype)
+    return (rank[None, :] >= bounds[:, None]).to(consumer.weight.dtype)
 
 
 class HalvesSampler:
@@ -77,41 +96,47 @@ class HalvesSampler:
 
 
 class SearchTask(DualTask):
-    """The student with softmax-mixed width masks on its prunable convs, the dual network and
-    the architecture parameters α (one vector per conv, initialised at 1e-3 · N(0, 1))."""
+    """The student with softmax-mixed width masks on the inputs of its consumer convs, the
+    dual network and the architecture parameters α (one vector per layer, 1e-3 · N(0, 1)).
+
+    ``layers`` maps each consumer conv's name to its candidate widths; ``alpha_lr`` and
+    ``alpha_weight_decay`` are α's optimiser settings (the recipe's apply to the weights).
+    """
 
     def __init__(
         self,
         student: nn.Module,
         dual: DualNet,
-        candidates: Mapping[str, Sequence[int]],
+        layers: Mapping[str, Sequence[int]],
         lam: float = 0.1,
         *,
+        alpha_lr: float,
+        alpha_weight_decay: float = 1e-3,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__(student, dual, lam)
-        self.names = list(candidates)
-        self.candidates = [list(candidates[name]) for name in self.names]
+        self.names = list(layers)
+        self.candidates = [list(layers[name]) for name in self.names]
         self.alphas = nn.ParameterList(
             nn.Parameter(1e-3 * torch.randn(len(c), generator=generator)) for c in self.candidates
         )
-        self.register_buffer("phase", torch.zeros((), dtype=torch.long))
+        self.alpha_lr, self.alpha_weight_decay = alpha_lr, alpha_weight_decay
         self.hard = False
-        self._arch_step = False
+        self._live_alpha = False
         self._hooks = [
-            student.get_submodule(name).register_forward_hook(self._mask_hook(i))
+            student.get_submodule(name).register_forward_pre_hook(self._mask_hook(i))
             for i, name in enumerate(self.names)
         ]
 
     def _mask_hook(self, i: int):
-        def hook(conv: nn.Conv2d, _inputs: tuple[Tensor, ...], out: Tensor) -> Tensor:
+        def hook(conv: nn.Conv2d, inputs: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
             masks = width_masks(conv, self.candidates[i])
             alpha = self.alphas[i]
             if self.hard:
                 weights = nn.functional.one_hot(alpha.argmax(), len(alpha)).to(masks)
             else:
-                weights = torch.softmax(alpha if self._arch_step else alpha.detach(), 0)
-            return out * (weights @ masks).view(1, -1, 1, 1)
+                weights = torch.softmax(alpha if self._live_alpha else alpha.detach(), 0)
+            return (inputs[0] * (weights @ masks).view(1, -1, 1, 1), *inputs[1:])
 
         return hook
 
@@ -120,51 +145,60 @@ class SearchTask(DualTask):
             handle.remove()
         self._hooks = []
 
+    def param_groups(self) -> list[dict[str, Any]]:
+        alphas = list(self.alphas)
+        ids = {id(a) for a in alphas}
+        weights = [p for p in self.parameters() if p.requires_grad and id(p) not in ids]
+        return [
+            {"params": weights},
+            {"params": alphas, "lr": self.alpha_lr, "weight_decay": self.alpha_weight_decay},
+        ]
+
     def widths(self) -> dict[str, int]:
-        """Each conv's argmax width."""
+        """Each layer's argmax width, by consumer name."""
         return {
             name: cands[int(alpha.argmax())]
             for name, cands, alpha in zip(self.names, self.candidates, self.alphas, strict=True)
         }
 
     def probabilities(self) -> dict[str, list[float]]:
-        """softmax(α) of each conv, by name."""
+        """softmax(α) of each layer, by consumer name."""
         return {
             n: torch.softmax(a.detach(), 0).tolist()
             for n, a in zip(self.names, self.alphas, strict=True)
         }
 
-    def _detached_terms(self, lr: Tensor, hr: Tensor) -> dict[str, Tensor]:
-        """The loss terms with the student's and the dual's weights detached (α step)."""
-        student = functional_call(
-            self.student, {k: v.detach() for k, v in self.student.named_parameters()}, (lr,)
-        )
+    def _arch_terms(self, lr: Tensor, hr: Tensor) -> dict[str, Tensor]:
+        """The loss terms with the student's and the dual's weights detached, α live."""
+        self._live_alpha = True
+        try:
+            sr = functional_call(
+                self.student, {k: v.detach() for k, v in self.student.named_parameters()}, (lr,)
+            )
+        finally:
+            self._live_alpha = False
         sr2lr = functional_call(
-            self.dual, {k: v.detach() for k, v in self.dual.named_parameters()}, (student,)
+            self.dual, {k: v.detach() for k, v in self.dual.named_parameters()}, (sr,)
         )
         return {
-            "primal": nn.functional.l1_loss(student, hr),
+            "primal": nn.functional.l1_loss(sr, hr),
             "dual": nn.functional.l1_loss(sr2lr, lr),
-            "distill": lr.new_zeros(()),
         }
 
     def loss(self, lr: Tensor, hr: Tensor) -> tuple[Tensor, dict[str, float]]:
+        """Weights on the first half (α detached) + α on the second half (weights detached);
+        logs both halves' terms and every layer's softmax(α) (``p<layer>_w<width>``)."""
         n = lr.shape[0] // 2
-        arch = bool(self.phase.item())
-        self._arch_step = arch
-        try:
-            if arch:
-                terms = self._detached_terms(lr[n:], hr[n:])
-            else:
-                terms = self.terms(lr[:n], hr[:n])
-        finally:
-            self._arch_step = False
-        total = terms["primal"] + self.lam * terms["dual"]
-        extras = {"arch_step": float(arch), **{k: float(v.detach()) for k, v in terms.items()}}
-        extras["alpha_max_p"] = float(
-            torch.stack([torch.softmax(a.detach(), 0).max() for a in self.alphas]).mean()
-        )
+        weights = self.terms(lr[:n], hr[:n])
+        arch = self._arch_terms(lr[n:], hr[n:])
+        total = sum(t["primal"] + self.lam * t["dual"] for t in (weights, arch))
+        extras = {
+            "primal": float(weights["primal"].detach()),
+            "dual": float(weights["dual"].detach()),
+            "val_primal": float(arch["primal"].detach()),
+            "val_dual": float(arch["dual"].detach()),
+        }
+        for i, (cands, alpha) in enumerate(zip(self.candidates, self.alphas, strict=True)):
+            probs = torch.softmax(alpha.detach(), 0).tolist()
+            extras |= {f"p{i}_w{w}": p for w, p in zip(cands, probs, strict=True)}
         return total, extras
-
-    def after_step(self, step: int) -> None:
-        self.phase.fill_(1 - int(self.phase.item()))
