@@ -13,11 +13,11 @@ from skimage import data as skdata
 from litesr.data.images import write_png
 from litesr.data.sources import prepare_set
 from litesr.methods.memsr import METHOD
-from litesr.methods.memsr.convert import convert
-from litesr.methods.memsr.init import choose_rank, memsr_init, teacher_taps
+from litesr.methods.memsr.convert import convert, edsr_acts
+from litesr.methods.memsr.init import authors_init, choose_rank, he_init, teacher_taps, width_init
 from litesr.methods.memsr.report import memory_figure, memsr_table
-from litesr.methods.memsr.steps import convert_teacher, train_student
-from litesr.methods.memsr.task import MemSRTask, distill_weight
+from litesr.methods.memsr.steps import convert_teacher, init_student, train_student
+from litesr.methods.memsr.task import DistillWeight, MemSRTask, steps_per_epoch
 from litesr.models import build
 from litesr.models.store import load_model
 from litesr.train.run import train_model
@@ -172,47 +172,117 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(-10 * torch.log10(((a - b) ** 2).mean()))
 
 
-def test_svd_init_reproduces_the_teacher_closely_at_full_rank(calibrated):
+def test_width_student_reproduces_the_teacher_closely_at_full_rank(calibrated):
     model, plain, calib, test = calibrated
     widths = [plain.convs[t].out_channels - 1 for t in teacher_taps(plain)]
     with torch.no_grad():
         ref = model(test)
-        full, bridges, report = memsr_init(plain, calib, rank=max(widths))
-        low, _, low_report = memsr_init(plain, calib, rank=2)
-        random = build("plain", scale=2, widths=full.litesr_arch[1]["widths"])
-        assert report["rank"] == widths and max(report["residual"]) < 1e-6
-        assert low_report["rank"] == [2] * len(widths) and min(low_report["residual"]) > 0.1
-        p_full, p_low, p_rand = psnr(full(test), ref), psnr(low(test), ref), psnr(random(test), ref)
+        full = width_init(plain, calib, rank=max(widths))
+        low = width_init(plain, calib, rank=2)
+        random = build("plain", scale=2, widths=full.student.litesr_arch[1]["widths"])
+        assert full.report["rank"] == widths and max(full.report["residual"]) < 1e-6
+        assert low.report["rank"] == [2] * len(widths) and min(low.report["residual"]) > 0.1
+        p_full, p_low = psnr(full.student(test), ref), psnr(low.student(test), ref)
+        p_rand = psnr(random(test), ref)
         # Not exact: ReLU does not commute with U_r, and one conv + shuffle replaces the
         # teacher's upsampler (27.2 dB here; rank 2: 26.0 dB; random weights: 6.3 dB).
         assert p_full > 26.5 and p_full > p_low + 0.5 and p_low > p_rand + 15
         # Bridges map the student's features back onto the teacher's (first body feature).
-        _, f_s = full(test, return_features=True)
+        _, f_s = full.student(test, return_features=True)
         _, f_t = plain(test, return_features=True)
-        tap = teacher_taps(plain)[0]
-        assert rel(bridges[0](f_s[0]), f_t[tap][:, :-1]) < 0.05
+        i, tap = full.pairs[0]
+        assert rel(full.bridges[0](f_s[i]), f_t[tap][:, :-1]) < 0.05
+        assert not full.distill_sr
 
 
-def test_distill_weight_decays_from_coe_to_coe_times_alpha():
-    assert distill_weight(0, 100) == pytest.approx(0.3)
-    assert distill_weight(100, 100) == pytest.approx(0.3e-5)
-    assert distill_weight(50, 100) == pytest.approx(0.3 * 10**-2.5)
+def test_authors_student_has_their_shape(calibrated):
+    model, plain, calib, _ = calibrated
+    made = authors_init(plain, calib, edsr_acts(model))
+    args = made.student.litesr_arch[1]
+    # head, two per block at rank = the teacher's width (8), the body end at full width, then
+    # the teacher's upsampler (conv 8→32, shuffle 2) and tail (conv 8→3), copied.
+    assert args["widths"] == [8] * 5 + [8, 32, 3] and args["factors"] == [1] * 6 + [2, 1]
+    assert (
+        args["acts"]
+        == ["identity", "relu", "identity", "relu", "identity", "identity"] + ["identity"] * 2
+    )
+    assert args["const"] and made.distill_sr
+    assert made.pairs == [(k, k + 1) for k in range(6)]
+    assert isinstance(made.bridges[-1], torch.nn.Identity)  # the body end: identity bridge
+    tail = plain.convs[-1].weight[:, :-1]
+    assert torch.equal(made.student.convs[-1].weight, tail)
+
+
+@pytest.mark.parametrize("solve", ["weights", "features"])
+def test_authors_student_is_the_teacher_when_nothing_is_lost(solve):
+    # No residual block: no ReLU in the body, every feature at full rank; the student must be
+    # the teacher, borders included (constant channel, identity activations, copied tail).
+    model = teacher(4, 0, 6, seed=5)
+    plain, _ = convert(model)
+    lr = astronaut_lr(4)
+    made = authors_init(plain, lr[..., :24, :24], edsr_acts(model), solve=solve)
+    assert made.student.litesr_arch[1]["acts"] == ["identity"] * 5
+    with torch.no_grad():
+        assert rel(made.student(lr), model(lr)) < 1e-4
+
+
+def test_random_baseline_is_he_initialised_and_keeps_the_signal(calibrated):
+    model, plain, calib, test = calibrated
+    student = authors_init(plain, calib, edsr_acts(model)).student
+    he_init(student, seed=0)
+    assert all(float(k.detach().abs().max()) == 0 for k in student.consts)
+    default = build("plain", **{k: v for k, v in student.litesr_arch[1].items()})
+    with torch.no_grad():
+        f_he = student(test, return_features=True)[1]
+        f_default = default(test, return_features=True)[1]
+    # He keeps the features' scale through the body; PyTorch's default init shrinks it.
+    he_ratio = float(f_he[5].std() / f_he[0].std())
+    default_ratio = float(f_default[5].std() / f_default[0].std())
+    assert 0.2 < he_ratio < 5 and default_ratio < 0.2
+
+
+def test_distill_weight_is_unit_correct_and_decays_per_epoch():
+    c = DistillWeight(total=1000, epoch=1000)  # the authors' released run: one epoch
+    assert c(0) == pytest.approx(0.3 * 255) and c(999) == pytest.approx(76.5)
+    per_epoch = DistillWeight(total=300, epoch=100)
+    assert per_epoch(99) == pytest.approx(76.5)
+    assert per_epoch(100) == pytest.approx(76.5 * 1e-5 ** (1 / 3))
+    per_step = DistillWeight(total=100, schedule="step", units=1)  # the earlier port
+    assert per_step(50) == pytest.approx(0.3 * 10**-2.5)
+    assert steps_per_epoch(800, 16) == 1000 and steps_per_epoch(80, 16, repeat=1) == 5
 
 
 def test_task_trains_student_and_bridges_not_the_teacher(calibrated):
-    _, plain, calib, _ = calibrated
-    student, bridges, _ = memsr_init(plain, calib, rank=4)
-    task = MemSRTask(student, bridges, plain, total_steps=10)
+    model, plain, calib, _ = calibrated
+    made = authors_init(plain, calib, edsr_acts(model), rank=4)
+    task = MemSRTask(made, plain, DistillWeight(total=10, epoch=5))
     keys = set(task.trainable_state())
     assert any(k.startswith("bridges.") for k in keys) and "steps_done" in keys
     assert not any(k.startswith("teacher.") for k in keys)
     hr = torch.rand(2, 3, 32, 32)
     loss, extras = task.loss(F.avg_pool2d(hr, 2), hr)
-    assert extras["c"] == pytest.approx(0.3) and extras["distill"] > 0
+    assert extras["c"] == pytest.approx(76.5) and extras["distill"] > 0
     loss.backward()
-    assert bridges[0].weight.grad is not None and student.convs[0].weight.grad is not None
-    task.after_step(10)
-    assert task.loss(F.avg_pool2d(hr, 2), hr)[1]["c"] == pytest.approx(0.3e-5)
+    bridge = made.bridges[0]
+    assert bridge.weight.grad is not None and made.student.convs[0].weight.grad is not None
+    assert made.student.consts[0].grad is not None
+    task.after_step(5)
+    assert task.loss(F.avg_pool2d(hr, 2), hr)[1]["c"] == pytest.approx(76.5 * 1e-5**0.5)
+
+
+def test_the_sr_output_is_distilled(calibrated):
+    model, plain, calib, _ = calibrated
+    made = authors_init(plain, calib, edsr_acts(model), rank=4)
+    task = MemSRTask(made, plain, DistillWeight(total=10))
+    lr = calib[:2]
+    with torch.no_grad():
+        sr, sr_t = made.student(lr), plain(lr)
+        base = task.loss(lr, sr_t)[1]["distill"]
+        made.student.consts[-1][:, 1, 1] += 0.1  # shifts the SR output only
+        moved = task.loss(lr, sr_t)[1]["distill"]
+    # One term of the mean over 6 features + SR.
+    expected = (F.mse_loss(sr + 0.1, sr_t) - F.mse_loss(sr, sr_t)) / 7
+    assert moved - base == pytest.approx(float(expected), rel=1e-3)
 
 
 @pytest.fixture(scope="module")
@@ -243,7 +313,7 @@ def workdir(tmp_path_factory):
 RECIPE = {"steps": 4, "batch_size": 2, "lr_patch": 8, "lr": 1e-4, "checkpoint_every": 2}
 
 
-def test_steps_convert_then_train_students(workdir, monkeypatch):
+def test_steps_convert_initialise_then_train_students(workdir, monkeypatch):
     root, data, edsr = workdir
     monkeypatch.setattr(
         "litesr.methods.memsr.steps.CALIBRATION", {"patches": 4, "lr_patch": 16, "seed": 0}
@@ -259,58 +329,95 @@ def test_steps_convert_then_train_students(workdir, monkeypatch):
     )
     plain, meta = load_model(plain_path)
     assert meta["variant"] == "plain-teacher" and meta["rel_error_fp32"] < 1e-5
+    assert meta["acts"][:4] == ["identity", "identity", "relu", "identity"]
     assert len(pd.read_csv(root / "p.tsv", sep="\t")) == len(plain.convs)
     outs = {}
     for init in ("memsr", "random"):
-        outs[init] = train_student(
+        start = init_student(
             teacher=plain_path,
             data=data,
             scale=2,
             init=init,
-            rank=4,
+            seed=1,
+            out=root / f"{init}-init" / "m.safetensors",
+            log=root / f"{init}-init" / "log.tsv",
+            stages=root / f"{init}-init" / "stages",
+        )
+        log = pd.read_csv(root / f"{init}-init" / "log.tsv", sep="\t")
+        assert {"psnr_hr", "psnr_teacher"} <= set(log.columns)
+        outs[init] = train_student(
+            teacher=plain_path,
+            start=start,
+            data=data,
+            scale=2,
+            init=init,
             recipe=RECIPE,
+            distill={"repeat": 2},  # 2 images × 2 / batch 2: epochs of 2 steps
             out=root / init / "m.safetensors",
             log=root / init / "log.tsv",
             stages=root / init / "stages",
-            size=4,
             progress=False,
         )
     memsr, m_meta = load_model(outs["memsr"])
     random, r_meta = load_model(outs["random"])
-    assert m_meta["args"] == r_meta["args"] and m_meta["ranks"] == [4] * (len(memsr.convs) - 1)
+    assert m_meta["args"] == r_meta["args"] and m_meta["args"]["const"]
+    assert m_meta["variant"] == "memsr" and m_meta["ranks"] == [8] * 6
     log = pd.read_csv(root / "memsr" / "log.tsv", sep="\t")
-    assert len(log) == 4 and log.c.iloc[0] == pytest.approx(0.3) and (log.c.diff()[1:] < 0).all()
+    assert list(log.c) == pytest.approx([76.5, 76.5, 76.5 * 1e-5**0.5, 76.5 * 1e-5**0.5])
     assert "distill" not in pd.read_csv(root / "random" / "log.tsv", sep="\t")
-    with torch.no_grad():
-        x = torch.rand(1, 3, 12, 12)
-        ref = plain(x)
-        assert psnr(memsr(x), ref) > psnr(random(x), ref) + 10
+    with pytest.raises(ValueError, match="not a memsr student at initialisation"):
+        train_student(
+            teacher=plain_path,
+            start=outs["random"],
+            data=data,
+            scale=2,
+            init="memsr",
+            recipe=RECIPE,
+            out=root / "bad" / "m.safetensors",
+            log=root / "bad" / "log.tsv",
+            stages=root / "bad" / "stages",
+        )
 
 
 def test_plan_declares_the_models_and_refuses_a_bad_teacher():
     from litesr.methods.plan import Paths
 
     config = {"models": {"t": {"arch": "edsr", "args": {"n_resblocks": 3}}}, "seed": 0}
-    section = {"teacher": "t", "width": 8, "train": {"steps": 2}}
+    section = {"teacher": "t", "train": {"steps": 2}}
     plan = METHOD.plan(section, config, Paths([4], "tr", ["te"]))
     assert {m.name for m in plan.made} == {
         "memsr-plain-teacher",
-        "memsr-w8-memsr",
-        "memsr-w8-random",
+        "memsr-authors-memsr-init",
+        "memsr-authors-random-init",
+        "memsr-authors-memsr",
+        "memsr-authors-random",
     }
-    assert plan.trained[0].args == {"n_resblocks": 3, "n_feats": 8} and not plan.figures
+    made = {m.name: m for m in plan.made}
+    assert made["memsr-authors-memsr"].inputs["start"] == "memsr-authors-memsr-init"
+    assert made["memsr-authors-memsr"].params["rank"] is None  # the teacher's width
+    assert plan.trained[0].args == {"n_resblocks": 3, "n_feats": 64} and not plan.figures
+    assert plan.roles["memsr-init"] == ["memsr-authors-memsr-init"]
+    both = {**section, "students": ["authors", "width"], "width": 8, "seeds": [0, 3]}
+    plan = METHOD.plan(both, config, Paths([4], "tr", ["te"]))
+    assert plan.roles["width-random"] == ["memsr-w8-random", "memsr-w8-random-s3"]
+    assert plan.roles["residual"] == ["memsr-authors-residual", "memsr-authors-residual-s3"]
+    assert {t.meta["variant"] for t in plan.trained} == {"residual", "width-residual"}
     with pytest.raises(ValueError, match="memsr.teacher"):
         METHOD.plan({**section, "teacher": "nope"}, config, Paths([4], "tr", ["te"]))
+    with pytest.raises(ValueError, match="needs a width"):
+        METHOD.plan({**section, "students": ["width"]}, config, Paths([4], "tr", ["te"]))
 
 
 def test_table_groups_by_metadata_not_by_name():
-    models = ["a", "b", "c", "d", "e"]  # names say nothing
+    variants = ["", "plain-teacher", "memsr-init", "random-init", "memsr", "memsr", "random"]
+    variants += ["residual", "width-memsr"]
+    models = list("abcdefghi")  # names say nothing
     summary = pd.DataFrame(
         {
             "model": models,
             "set": "Set5",
             "scale": 4,
-            "psnr_y": [30.0, 30.0, 29.0, 28.5, 29.2],
+            "psnr_y": [30.0, 30.0, 25.0, 10.0, 29.0, 29.2, 28.5, 29.3, 27.0],
             "ssim_y": 0.9,
         }
     )
@@ -318,9 +425,9 @@ def test_table_groups_by_metadata_not_by_name():
         {
             "model": models,
             "scale": 4,
-            "params": [1e6, 3e6, 4e4, 4e4, 5e4],
-            "cpu_inference_MiB": [50.0, 90, 5, 5, 12],
-            "cpu_latency_ms": [100.0, 300, 10, 10, 14],
+            "params": [1e6, 3e6] + [4e4] * 7,
+            "cpu_inference_MiB": [50.0, 90] + [5.0] * 5 + [12, 4],
+            "cpu_latency_ms": 10.0,
         }
     )
     catalog = pd.DataFrame(
@@ -328,15 +435,21 @@ def test_table_groups_by_metadata_not_by_name():
             "model": models,
             "scale": 4,
             "arch": "x",
-            "method": ["", "memsr", "memsr", "memsr", "memsr"],
-            "variant": ["", "plain-teacher", "memsr", "random", "residual"],
-            "size": [None, 8, 8, 8, 8],
+            "method": [""] + ["memsr"] * 8,
+            "variant": variants,
+            "size": [None] + [8] * 8,
         }
     )
     table = memsr_table(summary, cost, catalog, teacher="a", plain_teacher="b")
     assert table.index[0].startswith("a: EDSR") and table.index[1].startswith("b: plain teacher")
-    assert table.loc["w8 gain: MemSR − random init", "Set5 ×4"] == "+0.50 dB"
-    assert table.loc["w8 residual (EDSR-style)", "CPU_MiB"] == "12.0"
+    student = "authors' student w8"
+    assert table.loc[f"{student} gain at initialisation: MemSR − random", "Set5 ×4"] == "+15.00 dB"
+    assert table.loc[f"{student} gain trained: MemSR − random", "Set5 ×4"] == "+0.60 dB"
+    assert table.loc[f"{student} plain, MemSR init + distillation", "Set5 ×4"] == (
+        "29.10 / 0.9000 (0.20)"
+    )
+    assert table.loc[f"{student} residual (EDSR-style)", "CPU_MiB"] == "12.0"
+    assert "w8 plain, MemSR init + distillation" in table.index
 
 
 def test_memory_figure_draws_the_floor(tmp_path):

@@ -131,6 +131,13 @@ def edsr_affines(model: EDSR) -> list[Affine]:
     return layers
 
 
+def edsr_acts(model: EDSR) -> list[str]:
+    """The teacher's own activation per plain layer: ``"relu"`` where EDSR has one (each
+    block's first conv), ``"identity"`` elsewhere (lift, head, each block's second conv, body
+    end, upsampler, tail); what the authors' student copies."""
+    return ["relu" if bool(layer.relu.any()) else "identity" for layer in edsr_affines(model)]
+
+
 def check_convertible(model: nn.Module) -> None:
     """Refuse a network with a layer that has no exact plain form, naming the layer."""
     bad = [

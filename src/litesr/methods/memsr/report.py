@@ -14,13 +14,20 @@ import seaborn as sns  # noqa: E402
 
 from litesr.report.figures import save  # noqa: E402
 
-ORDER = ("teacher", "plain-teacher", "memsr", "random", "residual")
+ORDER = ("teacher", "plain-teacher", "memsr-init", "random-init", "memsr", "random", "residual")
 LABELS = {
     "teacher": "EDSR teacher",
     "plain-teacher": "plain teacher (converted)",
+    "memsr-init": "plain, MemSR init, at initialisation",
+    "random-init": "plain, He random init, at initialisation",
     "memsr": "plain, MemSR init + distillation",
-    "random": "plain, random init",
+    "random": "plain, random init, L1",
     "residual": "residual (EDSR-style)",
+}
+GAINS = {
+    "at initialisation: MemSR − random": ("memsr-init", "random-init"),
+    "trained: MemSR − random": ("memsr", "random"),
+    "trained: plain − residual": ("memsr", "residual"),
 }
 MEMORY_COLUMNS = ["network", "scale", "out_mpix", "peak_MiB", "floor_MiB"]
 
@@ -28,10 +35,15 @@ MEMORY_COLUMNS = ["network", "scale", "out_mpix", "peak_MiB", "floor_MiB"]
 def memsr_rows(
     summary: pd.DataFrame, cost: pd.DataFrame, catalog: pd.DataFrame, teacher: str
 ) -> pd.DataFrame:
-    """Accuracy and cost of the teacher and of every model whose metadata says memsr."""
+    """Accuracy and cost of the teacher and of every model whose metadata says memsr, with
+    its student ``shape`` (authors / width) and its ``role`` (the variant without the
+    shape's prefix)."""
     info = catalog[["model", "scale", "method", "variant", "size"]].copy()
     info.loc[info.model == teacher, ["method", "variant"]] = ["memsr", "teacher"]
     info = info[info.method == "memsr"].drop(columns="method")
+    width = info.variant.str.startswith("width-")
+    info["shape"] = width.map({True: "width", False: "authors"})
+    info["role"] = info.variant.str.removeprefix("width-")
     rows = summary.merge(info, on=["model", "scale"])
     columns = ["model", "scale", "params", "cpu_inference_MiB", "cpu_latency_ms"]
     return rows.merge(cost[[c for c in columns if c in cost]], on=["model", "scale"], how="left")
@@ -44,43 +56,51 @@ def memsr_table(
     teacher: str,
     plain_teacher: str,
 ) -> pd.DataFrame:
-    """Rows: teacher, plain teacher, each width's students and the MemSR − random gain;
-    columns: params, CPU memory and latency, PSNR / SSIM per set and scale."""
+    """Rows: teacher, plain teacher, then per student shape and width its students at
+    initialisation and trained, the residual baseline and the gains; columns: params, CPU
+    memory and latency, PSNR / SSIM per set and scale. Seeds of a variant are averaged, their
+    spread (max − min PSNR) in brackets."""
     rows = memsr_rows(summary, cost, catalog, teacher)
     rows["column"] = rows.set + " ×" + rows.scale.astype(str)
-    rows["cell"] = rows.psnr_y.map("{:.2f}".format) + " / " + rows.ssim_y.map("{:.4f}".format)
-    cells = rows.pivot_table(index="model", columns="column", values="cell", aggfunc="first")
-    psnr = rows.pivot_table(index="model", columns="column", values="psnr_y")
-    info = rows.groupby("model").first()
     out: dict[str, dict] = {}
-    for variant in ORDER[:2]:
-        for model in info.index[info.variant == variant]:
-            out[f"{model}: {LABELS[variant]}"] = _row(info.loc[model], cells.loc[model])
-    students = info[~info.variant.isin(ORDER[:2])]
-    for width, group in students.groupby("size"):
-        by_variant = dict(zip(group.variant, group.index, strict=True))
-        for variant in ORDER[2:]:
-            if variant in by_variant:
-                model = by_variant[variant]
-                out[f"w{int(width)} {LABELS[variant]}"] = _row(info.loc[model], cells.loc[model])
-        if {"memsr", "random"} <= set(by_variant):
-            gain = psnr.loc[by_variant["memsr"]] - psnr.loc[by_variant["random"]]
-            out[f"w{int(width)} gain: MemSR − random init"] = gain.map(
-                "{:+.2f} dB".format
-            ).to_dict()
+    for role in ORDER[:2]:
+        for model, part in rows[rows.role == role].groupby("model"):
+            out[f"{model}: {LABELS[role]}"] = _row(part)
+    students = rows[~rows.role.isin(ORDER[:2])]
+    for (shape, width), group in students.groupby(["shape", "size"]):
+        name = f"authors' student w{int(width)}" if shape == "authors" else f"w{int(width)}"
+        psnr = {}
+        for role in ORDER[2:]:
+            part = group[group.role == role]
+            if len(part):
+                out[f"{name} {LABELS[role]}"] = _row(part)
+                psnr[role] = part.groupby("column").psnr_y.mean()
+        for label, (a, b) in GAINS.items():
+            if a in psnr and b in psnr:
+                gain = psnr[a] - psnr[b]
+                out[f"{name} gain {label}"] = gain.map("{:+.2f} dB".format).to_dict()
     return pd.DataFrame.from_dict(out, orient="index").fillna("")
 
 
-def _row(info: pd.Series, cells: pd.Series) -> dict:
+def _row(part: pd.DataFrame) -> dict:
+    """Cost of the first model, accuracy averaged over the models (seeds) of ``part``."""
+    first = part.sort_values("model").iloc[0]
+
     def fmt(key: str, pattern: str) -> str:
-        value = info.get(key)
+        value = first.get(key)
         return pattern.format(value) if value is not None and pd.notna(value) else ""
 
+    cells = {}
+    for column, cell in part.groupby("column"):
+        text = f"{cell.psnr_y.mean():.2f} / {cell.ssim_y.mean():.4f}"
+        if cell.model.nunique() > 1:
+            text += f" ({cell.psnr_y.max() - cell.psnr_y.min():.2f})"
+        cells[column] = text
     return {
         "params": fmt("params", "{:,.0f}"),
         "CPU_MiB": fmt("cpu_inference_MiB", "{:.1f}"),
         "CPU_ms": fmt("cpu_latency_ms", "{:.1f}"),
-        **cells.to_dict(),
+        **cells,
     }
 
 
