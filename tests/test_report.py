@@ -10,11 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import REPO
+from PIL import Image
 
 from litesr.claims import resolve
 from litesr.data.images import write_png
 from litesr.evaluate.run import summarize
 from litesr.report.draw import make_figure
+from litesr.report.figures import PAGE_WIDTH_IN, compact, log_axis
 from litesr.report.pdf import build_report
 from litesr.report.provenance import config_hash, provenance
 from litesr.report.scorecard import write_scorecard
@@ -161,6 +163,9 @@ def test_figures_and_pdf(results):
         ),
     ]
     assert all(p.stat().st_size > 10_000 for _, p in figs)
+    for _, png in figs:  # drawn for the page: the PDF shows them at their own size
+        with Image.open(png) as image:
+            assert image.width / image.info["dpi"][0] <= PAGE_WIDTH_IN, png.name
     config = {"scales": [4], "seed": 0}
     pdf = build_report(
         d / "all.pdf",
@@ -212,6 +217,26 @@ def test_the_report_imports_no_method():
 
     for path in (REPO / "src" / "litesr" / "report").glob("*.py"):
         assert not {m for m in imported(path) if m.startswith("litesr.methods")}, path.name
+
+
+@pytest.mark.parametrize(("low", "high"), [(21.0, 39.0), (0.05, 9.0), (900.0, 2.1e6)])
+def test_log_axis_labels_do_not_overlap(low, high):
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(3.4, 2.6))
+    ax.scatter([low, high], [0, 1])
+    ax.set_xscale("log")
+    log_axis(ax.xaxis)
+    fig.canvas.draw()
+    shown = [t for t in ax.get_xticklabels() if t.get_text() and low <= t.get_position()[0] <= high]
+    boxes = sorted((t.get_window_extent() for t in shown), key=lambda box: box.x0)
+    plt.close(fig)
+    assert len(shown) >= 2
+    assert all(a.x1 < b.x0 for a, b in zip(boxes, boxes[1:], strict=False))
+
+
+def test_compact_tick_labels():
+    assert [compact(v) for v in (0.05, 20, 500, 2000, 1.5e6)] == ["0.05", "20", "500", "2k", "1.5M"]
 
 
 def test_crops_figure_rejects_a_box_outside_the_image(tmp_path):

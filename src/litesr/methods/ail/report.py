@@ -13,6 +13,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 import torch  # noqa: E402
+from matplotlib import ticker  # noqa: E402
 
 from litesr.data.color import luma  # noqa: E402
 from litesr.data.images import read_image  # noqa: E402
@@ -131,7 +132,7 @@ def ail_rows(
 
 def width_figure(summary: str, cost: str, catalog: str, teacher: str, out: str) -> Path:
     """PSNR against student parameters per variant; the teacher as a dashed line and the
-    "25 % of the parameters" mark as a dotted one."""
+    "25 % of the parameters" mark as a dotted one. The x ticks are the students' sizes."""
     rows = ail_rows(*(pd.read_csv(p, sep="\t") for p in (summary, cost, catalog)), teacher)
     students = rows[~rows.variant.isin(["teacher", "pretrain"])]
     order = [v for v in COLORS if v in set(students.variant)]
@@ -149,18 +150,35 @@ def width_figure(summary: str, cost: str, catalog: str, teacher: str, out: str) 
         kind="line",
         markers=True,
         dashes=False,
-        height=3.4,
-        aspect=1.1,
-        facet_kws={"sharey": False},
+        height=2.6,
+        aspect=1.0,
+        facet_kws={"sharey": False, "legend_out": False},
     )
+    sizes = students.groupby("params").width.first()
     for (scale, set_name), ax in grid.axes_dict.items():
         ref = rows[(rows.variant == "teacher") & (rows.scale == scale) & (rows.set == set_name)]
         if len(ref):
             ax.axhline(ref.psnr_y.item(), color="black", linestyle="--", label="teacher")
             ax.axvline(0.25 * ref.params.item(), color="grey", linestyle=":", label="25 % params")
         ax.set_xscale("log")
-    grid.set_axis_labels("student parameters", "PSNR-Y (dB)")
-    grid.figure.suptitle("AIL vs plain training at equal budget (dashed: teacher)", y=1.03)
+        ax.xaxis.set_major_locator(ticker.FixedLocator(sizes.index))
+        ax.xaxis.set_major_formatter(
+            ticker.FixedFormatter([f"w{w:g}\n{p:,.0f}" for p, w in sizes.items()])
+        )
+        ax.xaxis.set_minor_locator(ticker.NullLocator())
+        ax.tick_params(labelsize=7)
+    grid.set_axis_labels("student width, parameters", "PSNR-Y (dB)", fontsize=8)
+    grid.set_titles("{col_name} ×{row_name}", size=8)
+    sns.move_legend(
+        grid,
+        "upper center",
+        bbox_to_anchor=(0.5, 0.0),
+        ncol=len(order),
+        fontsize=7,
+        title=None,
+        frameon=False,
+    )
+    grid.figure.suptitle("AIL vs plain training at equal budget (dashed: teacher)", y=1.04, size=9)
     return save(grid.figure, out)
 
 
