@@ -5,7 +5,8 @@ of stride 3 without padding, so each LR pixel sees exactly its 3×3 HR block), t
 to RGB, as DRN's ``DownBlock`` (bias-free convs). The loss of :class:`DualTask` is
 ``L1(P(x), y) + λ L1(D(P(x)), x)`` (λ = 0.1 in the paper), optionally plus a feature
 distillation term ``β mean_b L1(f_b(P), f_b(T))`` over the residual-block outputs of a frozen
-unpruned model T (DRC's fine-tuning).
+unpruned model T (DRC's fine-tuning). :func:`dual_meta` stores D in the primal's model file
+(its metadata), so every later step starts from the D trained with the primal.
 """
 
 from __future__ import annotations
