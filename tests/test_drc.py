@@ -388,22 +388,28 @@ def _run_drc(primal, data_dir, where, **extra):
 
 @pytest.fixture(scope="module")
 def drc_run(primal, data, tmp_path_factory):
-    """One DRC run, recording the dual network each selection and the fine-tune start from."""
+    """One DRC run, recording the dual network the search, each selection and the fine-tune
+    start from."""
     data_dir, _ = data
-    seen: dict[str, list] = {"select": [], "finetune": []}
-    select_init, finetune = pipeline.LayerSelection.__init__, pipeline._finetune
+    seen: dict[str, list] = {"search": [], "select": [], "finetune": []}
+
+    def spy(kind, make):
+        def wrapped(student, dual, *args, **kwargs):
+            seen[kind].append(copy.deepcopy(dual.state_dict()))
+            return make(student, dual, *args, **kwargs)
+
+        return wrapped
+
+    select_init = pipeline.LayerSelection.__init__
 
     def spy_select(self, model, reference, dual, *args):
         seen["select"].append(copy.deepcopy(dual.state_dict()))
         select_init(self, model, reference, dual, *args)
 
-    def spy_finetune(run, model, files, reference, dual, *args):
-        seen["finetune"].append(copy.deepcopy(dual.state_dict()))
-        return finetune(run, model, files, reference, dual, *args)
-
     with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pipeline, "SearchTask", spy("search", pipeline.SearchTask))
+        patch.setattr(pipeline, "DualTask", spy("finetune", pipeline.DualTask))
         patch.setattr(pipeline.LayerSelection, "__init__", spy_select)
-        patch.setattr(pipeline, "_finetune", spy_finetune)
         where = tmp_path_factory.mktemp("drc")
         return _run_drc(primal, data_dir, where), seen
 
@@ -411,8 +417,8 @@ def drc_run(primal, data, tmp_path_factory):
 def test_drc_uses_the_primals_dual_and_selects_one_channel_per_row(primal, drc_run):
     out, seen = drc_run
     saved = dual_from_meta(read_meta(primal)["dual"]).state_dict()
-    assert len(seen["select"]) == 2 and len(seen["finetune"]) == 1
-    for state in [*seen["select"], *seen["finetune"]]:  # the primal's dual, never a fresh one
+    assert [len(seen[k]) for k in ("search", "select", "finetune")] == [1, 2, 1]
+    for state in [*seen["search"], *seen["select"], *seen["finetune"]]:  # never a fresh one
         assert _equal(state, saved)
     model, meta = load_model(out)
     assert meta["variant"] == "drc" and meta["size"] == 0.5

@@ -37,7 +37,7 @@ from litesr.models.store import load_model
 from litesr.train.run import sampler_for
 from litesr.train.spec import TrainSpec
 from litesr.train.stages import StageFiles
-from litesr.train.step import StepRun
+from litesr.train.step import StageFn, StepRun
 from litesr.tsv import write_tsv
 
 NAME = "drc"
@@ -123,22 +123,129 @@ def train_primal(
         )
 
 
-def _finetune(
-    run: StepRun,
-    model: nn.Module,
-    files: StageFiles,
-    reference: nn.Module,
-    dual: DualNet,
-    recipe: dict[str, Any],
-    data: Path,
-    scale: int,
-    lam: float,
-    distill: float,
-) -> nn.Module:
-    """DRC's fine-tuning, the same for DRC and L1: ``L1 + λ · dual + β · distillation``."""
-    task = DualTask(model.to(run.dev), dual, lam, reference=reference, distill=distill)
-    run.fit(task, recipe, files, data=data, scale=scale, tag="finetune")
-    return model
+class _Compression:
+    """What the stages of one compression of a DRC primal share: the step, the unpruned
+    primal (the reference), its dual network, the data and the objective's weights. Its
+    methods make the stages."""
+
+    def __init__(
+        self,
+        run: StepRun,
+        primal: Path,
+        data: Path,
+        scale: int,
+        ratio: float,
+        lam: float,
+        distill: float,
+        seed: int,
+    ) -> None:
+        self.run, self.data, self.scale = run, data, scale
+        self.lam, self.distill, self.seed = lam, distill, seed
+        self.reference, self.dual = load_primal(primal, run.dev)
+        self.pairs = layer_pairs(self.reference)
+        self.candidates = {
+            p: candidate_widths(self.reference.get_submodule(p).out_channels, ratio)
+            for p in self.pairs
+        }
+        self.widths_file = run.stage_dir / "search.widths.json"
+
+    def start(self) -> nn.Module:
+        return copy.deepcopy(self.reference).cpu()
+
+    def found(self) -> dict[str, Any]:
+        """The search's result: widths, candidates and softmax(α), by producer conv."""
+        return json.loads(self.widths_file.read_text())
+
+    def search(self, recipe: dict[str, Any], alpha: dict[str, Any]) -> StageFn:
+        """Stage: the channel-number search, on a copy of the model and of the dual."""
+        spec = TrainSpec.from_dict({"seed": self.seed, **recipe})
+
+        def search(model: nn.Module, files: StageFiles) -> nn.Module:
+            task = SearchTask(
+                copy.deepcopy(model).to(self.run.dev),
+                copy.deepcopy(self.dual),
+                {self.pairs[p]: c for p, c in self.candidates.items()},
+                self.lam,
+                alpha_lr=alpha.get("lr", alpha_lr(spec.steps)),
+                alpha_weight_decay=alpha.get("weight_decay", ALPHA_WEIGHT_DECAY),
+                generator=torch.Generator().manual_seed(self.seed),
+            )
+            sampler = HalvesSampler(sampler_for(self.data, self.scale, spec))
+            self.run.fit(task, spec, files, sampler=sampler, tag="search")
+            widths, probs = task.widths(), task.probabilities()
+            found = {
+                "widths": {p: widths[c] for p, c in self.pairs.items()},
+                "candidates": self.candidates,
+                "probabilities": {p: probs[c] for p, c in self.pairs.items()},
+            }
+            with atomic_path(self.widths_file) as tmp:
+                tmp.write_text(json.dumps(found, indent=1))
+            return model
+
+        return search
+
+    def select(self, i: int, producer: str, settings: Selection) -> StageFn:
+        """Stage: block ``i``'s channels, picked greedily (the dual frozen), the rest removed."""
+
+        def select(model: nn.Module, files: StageFiles) -> nn.Module:
+            model = model.to(self.run.dev)
+            patches = TrainSpec(steps=1, lr_patch=settings.lr_patch)
+            sampler = sampler_for(self.data, self.scale, patches)
+            gen = torch.Generator().manual_seed(self.seed + 1000 + i)
+            chooser = LayerSelection(
+                model, self.reference, self.dual, self.lam, sampler, settings, gen
+            )
+            kept = chooser(self.pairs[producer], self.found()["widths"][producer])
+            n = model.get_submodule(producer).out_channels
+            _pruned(model, {producer: sorted(set(range(n)) - set(kept))})
+            write_tsv(pd.DataFrame(chooser.log), files.log, float_format=None)
+            return model
+
+        return select
+
+    def prune_uniform(self) -> StageFn:
+        """Stage: every block to the largest candidate width by filter L1 norm."""
+        uniform = {p: max(c) for p, c in self.candidates.items()}
+
+        def prune(model: nn.Module, files: StageFiles) -> nn.Module:
+            prune_to(model, uniform, l1_norm)
+            table = pd.DataFrame({"conv": list(uniform), "width": list(uniform.values())})
+            write_tsv(table, files.log)
+            return model
+
+        return prune
+
+    def finetune(self, recipe: dict[str, Any], seed: int) -> StageFn:
+        """Stage: ``L1 + λ · dual + β · distillation`` from the unpruned primal, the dual
+        trained along; the same for DRC and L1."""
+
+        def finetune(model: nn.Module, files: StageFiles) -> nn.Module:
+            task = DualTask(
+                model.to(self.run.dev),
+                self.dual,
+                self.lam,
+                reference=self.reference,
+                distill=self.distill,
+            )
+            tune = {**recipe, "seed": seed}
+            self.run.fit(task, tune, files, data=self.data, scale=self.scale, tag="finetune")
+            return model
+
+        return finetune
+
+    def finish(self, model: nn.Module, variant: str, **meta: Any) -> Path:
+        self.run.merged_log()
+        return self.run.finish(
+            model,
+            variant=variant,
+            size=meta["ratio"],
+            seed=self.seed,
+            widths=block_widths(model),
+            uniform_width={p: max(c) for p, c in self.candidates.items()},
+            lam=self.lam,
+            distill=self.distill,
+            **meta,
+        )
 
 
 def drc_compress(
@@ -161,78 +268,15 @@ def drc_compress(
     progress: bool = True,
 ) -> Path:
     """DRC: search the channel numbers, select each block's channels, fine-tune."""
-    search_spec = TrainSpec.from_dict({"seed": seed, **search})
-    settings = Selection(**selection)
     with _step(out, log, stages, device, progress) as run:
-        reference, dual = load_primal(primal, run.dev)
-        pairs = layer_pairs(reference)
-        candidates = {
-            p: candidate_widths(reference.get_submodule(p).out_channels, ratio) for p in pairs
-        }
-        widths_file = Path(stages) / "search.widths.json"
-
-        def search_widths(model: nn.Module, files: StageFiles) -> nn.Module:
-            task = SearchTask(
-                copy.deepcopy(model).to(run.dev),
-                copy.deepcopy(dual),
-                {pairs[p]: c for p, c in candidates.items()},
-                lam,
-                alpha_lr=alpha.get("lr", alpha_lr(search_spec.steps)),
-                alpha_weight_decay=alpha.get("weight_decay", ALPHA_WEIGHT_DECAY),
-                generator=torch.Generator().manual_seed(seed),
-            )
-            sampler = HalvesSampler(sampler_for(data, scale, search_spec))
-            run.fit(task, search_spec, files, sampler=sampler, tag="search")
-            by_consumer, probs = task.widths(), task.probabilities()
-            found = {
-                "widths": {p: by_consumer[c] for p, c in pairs.items()},
-                "candidates": candidates,
-                "probabilities": {p: probs[c] for p, c in pairs.items()},
-            }
-            with atomic_path(widths_file) as tmp:
-                tmp.write_text(json.dumps(found, indent=1))
-            return model
-
-        def select_block(i: int, producer: str, consumer: str):
-            def select(model: nn.Module, files: StageFiles) -> nn.Module:
-                width = json.loads(widths_file.read_text())["widths"][producer]
-                model = model.to(run.dev)
-                sampler = sampler_for(data, scale, TrainSpec(steps=1, lr_patch=settings.lr_patch))
-                gen = torch.Generator().manual_seed(seed + 1000 + i)
-                chooser = LayerSelection(model, reference, dual, lam, sampler, settings, gen)
-                kept = chooser(consumer, width)
-                n = model.get_submodule(producer).out_channels
-                _pruned(model, {producer: sorted(set(range(n)) - set(kept))})
-                write_tsv(pd.DataFrame(chooser.log), files.log, float_format=None)
-                return model
-
-            return select
-
-        def tune(model: nn.Module, files: StageFiles) -> nn.Module:
-            recipe = {**finetune, "seed": seed}
-            return _finetune(run, model, files, reference, dual, recipe, data, scale, lam, distill)
-
-        run.stage("search", search_widths, key=[search, alpha])
-        for i, (producer, consumer) in enumerate(pairs.items()):
-            run.stage(f"select{i}", select_block(i, producer, consumer), key=selection)
-        run.stage("finetune", tune, key=finetune)
-        model = run.stages(
-            copy.deepcopy(reference).cpu(), inputs=[primal, data], key=[ratio, lam, distill, seed]
-        )
-        run.merged_log()
-        return run.finish(
-            model,
-            variant="drc",
-            size=ratio,
-            ratio=ratio,
-            seed=seed,
-            widths=block_widths(model),
-            uniform_width={p: max(c) for p, c in candidates.items()},
-            search=json.loads(widths_file.read_text()),
-            selection=selection,
-            primal=str(primal),
-            lam=lam,
-            distill=distill,
+        drc = _Compression(run, primal, data, scale, ratio, lam, distill, seed)
+        run.stage("search", drc.search(search, alpha), key=[search, alpha])
+        for i, producer in enumerate(drc.pairs):
+            run.stage(f"select{i}", drc.select(i, producer, Selection(**selection)), key=selection)
+        run.stage("finetune", drc.finetune(finetune, seed), key=finetune)
+        model = run.stages(drc.start(), inputs=[primal, data], key=[ratio, lam, distill, seed])
+        return drc.finish(
+            model, "drc", ratio=ratio, search=drc.found(), selection=selection, primal=str(primal)
         )
 
 
@@ -254,37 +298,8 @@ def l1_compress(
 ) -> Path:
     """The baseline: uniform widths by filter L1 norm, then DRC's fine-tuning with ``seed``."""
     with _step(out, log, stages, device, progress) as run:
-        reference, dual = load_primal(primal, run.dev)
-        uniform = {
-            p: max(candidate_widths(reference.get_submodule(p).out_channels, ratio))
-            for p in layer_pairs(reference)
-        }
-
-        def prune(model: nn.Module, files: StageFiles) -> nn.Module:
-            prune_to(model, uniform, l1_norm)
-            table = pd.DataFrame({"conv": list(uniform), "width": list(uniform.values())})
-            write_tsv(table, files.log)
-            return model
-
-        def tune(model: nn.Module, files: StageFiles) -> nn.Module:
-            recipe = {**finetune, "seed": seed}
-            return _finetune(run, model, files, reference, dual, recipe, data, scale, lam, distill)
-
-        run.stage("prune", prune, key=uniform)
-        run.stage("finetune", tune, key=finetune)
-        model = run.stages(
-            copy.deepcopy(reference).cpu(), inputs=[primal, data], key=[ratio, lam, distill, seed]
-        )
-        run.merged_log()
-        return run.finish(
-            model,
-            variant="l1",
-            size=ratio,
-            ratio=ratio,
-            seed=seed,
-            widths=block_widths(model),
-            uniform_width=uniform,
-            primal=str(primal),
-            lam=lam,
-            distill=distill,
-        )
+        l1 = _Compression(run, primal, data, scale, ratio, lam, distill, seed)
+        run.stage("prune", l1.prune_uniform(), key={p: max(c) for p, c in l1.candidates.items()})
+        run.stage("finetune", l1.finetune(finetune, seed), key=finetune)
+        model = run.stages(l1.start(), inputs=[primal, data], key=[ratio, lam, distill, seed])
+        return l1.finish(model, "l1", ratio=ratio, primal=str(primal))
