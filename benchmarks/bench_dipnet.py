@@ -24,7 +24,7 @@ import torch
 
 from litesr.measure.cost import count_macs, count_params, cpu_latency_ms, lr_size_for_output
 from litesr.models import build
-from litesr.models.authors import DIPNET_ARGS
+from litesr.models.rlfn import DIPNET_ARGS
 from litesr.models.store import load_model
 
 SCALE = 4

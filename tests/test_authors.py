@@ -1,7 +1,9 @@
-"""The authors' released weights in our architectures: key maps, checks, and their Set5 PSNR."""
+"""Released weights in our architectures: declarations, key maps, checks, their Set5 PSNR, and
+method packages that reach them through the models layer only."""
 
 from __future__ import annotations
 
+import ast
 import hashlib
 from pathlib import Path
 
@@ -10,15 +12,19 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from safetensors import safe_open
 from safetensors.torch import save_file
 
 from litesr.cli import main as cli_main
 from litesr.data.color import rgb_to_y
 from litesr.evaluate.run import evaluate_set
 from litesr.models import build
-from litesr.models.authors import RELEASES, import_weights
+from litesr.models.releases import Release, import_weights, imported, register_releases, releases
 from litesr.models.store import load_model
 from litesr.models.vdsr import upsample_bicubic
+
+RELEASES = releases()
+METHODS = Path(__file__).resolve().parents[1] / "src" / "litesr" / "methods"
 
 # The reference README's Y-PSNR (MATLAB-made LR, border = scale). Its VDSR numbers round the
 # SR *Y channel* to uint8; the workflow rounds the SR *RGB* image (bicubic Cb/Cr), then takes Y.
@@ -27,6 +33,7 @@ README = {
     ("ail_vdsr13_plain", 4): 30.76,
     ("ail_vdsr13_ail_x4", 4): 31.01,
     ("dipnet_x4", 4): 31.81,
+    ("rlfn_ntire2024_x4", 4): 32.10,
     ("ail_vdsr64_teacher", 2): 37.52,
     ("ail_vdsr13_plain", 2): 36.83,
     ("ail_vdsr13_ail_x2", 2): 37.36,
@@ -73,10 +80,49 @@ def test_key_map_covers_our_architecture(release: str) -> None:
         assert len(set(rel.key_map.values())) == len(rel.key_map)
 
 
-def test_dipnet_has_the_published_parameter_count() -> None:
-    rel = RELEASES["dipnet_x4"]
+@pytest.mark.parametrize(
+    ("release", "params"), [("dipnet_x4", 243_252), ("rlfn_ntire2024_x4", 317_218)]
+)
+def test_rlfn_releases_have_the_published_parameter_count(release: str, params: int) -> None:
+    rel = RELEASES[release]
     model = build(rel.arch, scale=4, **rel.args)
-    assert sum(p.numel() for p in model.parameters()) == 243_252
+    assert sum(p.numel() for p in model.parameters()) == params
+
+
+def test_every_release_is_declared_with_its_provenance() -> None:
+    for name, rel in RELEASES.items():
+        assert rel.name == name and rel.file == f"{name}.safetensors"
+        assert rel.paper and rel.description and rel.size > 0
+        if rel.family is not None:
+            assert name == f"{rel.family}_x{rel.scales[0]}" and len(rel.scales) == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"name": "dipnet_x4"}, "'dipnet_x4' is already taken"),
+        ({"name": "dipnet"}, "'dipnet' is already taken"),
+        ({"arch": "nosuch"}, "arch 'nosuch' is not registered"),
+        ({"name": "new_x2", "family": "new", "scales": (2, 4)}, "serves one scale"),
+        ({"name": "new_x2", "family": "dipnet", "scales": (2,)}, "serves one scale"),
+        ({"name": "dipnet_x2", "family": "dipnet", "scales": (2,)}, "share arch, args and paper"),
+        ({"name": "x_x2", "family": "ail_vdsr13_plain", "scales": (2,)}, "is a release's name"),
+    ],
+)
+def test_a_declaration_breaking_the_rules_is_refused(change: dict, message: str) -> None:
+    fields = {
+        "name": "new",
+        "arch": "vdsr",
+        "args": {"width": 8},
+        "scales": (2,),
+        "key_map": {},
+        "size": 8,
+        "paper": "P",
+        "description": "d",
+    }
+    with pytest.raises(ValueError, match=message):
+        register_releases([Release(**{**fields, **change})])
+    assert set(releases()) == set(RELEASES)
 
 
 @pytest.mark.parametrize("release", ["ail_vdsr13_plain", "dipnet_x4"])
@@ -89,7 +135,7 @@ def test_import_reloads_with_meta_and_weights(fake_reference: Path, tmp_path: Pa
     assert meta["arch"] == rel.arch and meta["args"] == {"scale": scale, **rel.args}
     assert meta["method"] == "authors" and meta["variant"] == release
     assert meta["source"] == rel.file
-    assert meta["sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
+    assert meta["source_sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
     ours = model.state_dict()
     for key, tensor in _authors_state(release, scale).items():
         assert torch.equal(ours[rel.key_map[key]], tensor), key
@@ -165,6 +211,14 @@ def test_cli_import_weights(fake_reference: Path, tmp_path: Path, capsys) -> Non
 # --- the real weights on Set5 (shared data) ------------------------------------------------
 
 
+@pytest.mark.shared_data
+@pytest.mark.parametrize("release", sorted(RELEASES))
+def test_key_map_covers_exactly_the_released_files_keys(shared_data: Path, release: str):
+    rel = RELEASES[release]
+    with safe_open(shared_data / "reference" / rel.file, framework="pt") as f:
+        assert sorted(f.keys()) == sorted(rel.key_map)
+
+
 def _workflow_psnr(shared: Path, release: str, scale: int, tmp: Path) -> float:
     """Import, then evaluate on the prepared Set5 folder with the workflow's entry point."""
     model = import_weights(release, shared / "reference", scale, tmp / f"{release}.safetensors")
@@ -224,7 +278,7 @@ def test_set5_x3_ail_beats_plain(shared_data: Path, tmp_path: Path) -> None:
 
 
 def test_the_authors_method_plans_one_import_per_release_reading_the_release_file():
-    from litesr.methods.authors import METHOD, model_spec
+    from litesr.methods.authors import METHOD
     from litesr.methods.plan import Paths
 
     section = {"reference": "ref", "releases": ["ail_vdsr13_plain", "ail_vdsr13_ail"]}
@@ -235,11 +289,12 @@ def test_the_authors_method_plans_one_import_per_release_reading_the_release_fil
         "authors-ail_vdsr13_ail": "file:ref/ail_vdsr13_ail_x{scale}.safetensors",
     }
     config = {"scales": [2, 4], "methods": {"authors": section}}
-    assert model_spec(config, "authors-ail_vdsr13_plain") == (
-        "vdsr",
-        {"width": 13, "depth": 20},
-    )
-    assert model_spec(config, "authors-dipnet") is None
+    found = imported(config)
+    assert set(found) == {"authors-ail_vdsr13_plain", "authors-ail_vdsr13_ail"}
+    assert found["authors-ail_vdsr13_plain"].arch == "vdsr"
+    assert found["authors-ail_vdsr13_plain"].args == {"width": 13, "depth": 20}
+    assert found["authors-ail_vdsr13_ail"].name == "ail_vdsr13_ail_x2"
+    assert imported({"scales": [4], "methods": {}}) == {}
 
 
 def test_a_release_at_a_scale_the_authors_did_not_serve_fails_the_plan():
@@ -257,7 +312,7 @@ def test_a_release_at_a_scale_the_authors_did_not_serve_fails_the_plan():
 
 
 def test_the_import_step_writes_the_model_and_a_log(fake_reference: Path, tmp_path: Path):
-    from litesr.models.authors import import_release
+    from litesr.methods.authors.steps import import_release
 
     _write(fake_reference, "ail_vdsr13_ail_x2", _authors_state("ail_vdsr13_ail_x2", 2))
     out = import_release(
@@ -278,3 +333,26 @@ def test_the_import_step_writes_the_model_and_a_log(fake_reference: Path, tmp_pa
             out=tmp_path / "n.safetensors",
             log=tmp_path / "n.tsv",
         )
+
+
+def _imported_packages(path: Path) -> set[str]:
+    """The ``litesr.methods.<name>`` modules and packages a source file imports."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+        else:
+            continue
+        found |= {".".join(n.split(".")[:3]) for n in names if n.startswith("litesr.methods.")}
+    return found
+
+
+@pytest.mark.parametrize("method", sorted(p.parent.name for p in METHODS.glob("*/__init__.py")))
+def test_no_method_imports_another_methods_package(method: str) -> None:
+    others = {f"litesr.methods.{p.parent.name}" for p in METHODS.glob("*/__init__.py")}
+    others.discard(f"litesr.methods.{method}")
+    for path in sorted((METHODS / method).rglob("*.py")):
+        wrong = sorted(_imported_packages(path) & others)
+        assert not wrong, f"{path.relative_to(METHODS)} imports {wrong}"

@@ -32,7 +32,7 @@ from litesr.methods.dipnet.pipeline import (
 from litesr.methods.dipnet.report import ablation_table, pareto_front
 from litesr.methods.plan import Paths
 from litesr.models import arch_of, build
-from litesr.models.authors import DIPNET_ARGS, dipnet_key_map
+from litesr.models.rlfn import DIPNET_ARGS, rlfn_key_map
 from litesr.models.store import load_model, save_model
 from litesr.train.run import train_model
 
@@ -51,7 +51,7 @@ RECIPE = {"steps": 4, "batch_size": 2, "lr_patch": 16, "checkpoint_every": 2}
 def test_rlfn_defaults_keep_dipnet_and_the_authors_keys():
     model = build("rlfn", scale=4, **DIPNET_ARGS)
     assert count_params(model) == 243_252
-    assert set(model.state_dict()) == set(dipnet_key_map(4, False).values())
+    assert set(model.state_dict()) == set(rlfn_key_map(4, False).values())
     same = build("rlfn", scale=4, **DIPNET_ARGS, block_widths=[[38, 38]] * 4)
     assert {k: v.shape for k, v in same.state_dict().items()} == {
         k: v.shape for k, v in model.state_dict().items()

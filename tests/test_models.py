@@ -15,6 +15,7 @@ from litesr.data.color import rgb_to_ycbcr, ycbcr_to_rgb
 from litesr.data.resize import imresize
 from litesr.data.resize_torch import bicubic_matrix, upsample_bicubic
 from litesr.models import available, build
+from litesr.models.limits import check_size
 from litesr.models.store import load_model, read_meta, save_model
 
 SMALL = {
@@ -74,6 +75,21 @@ def test_parameter_count(arch: str, kwargs: dict, expected: int) -> None:
 def test_dipnet_shape() -> None:
     with torch.no_grad():
         assert build("rlfn", scale=4, **DIPNET)(torch.rand(1, 3, 16, 20)).shape == (1, 3, 64, 80)
+
+
+def test_rlfn_rgb_range_feeds_its_weights_the_pixel_values_they_were_trained_for() -> None:
+    """``rgb_range=255``: the network proper sees 0–255 pixels; RGB in [0, 1] outside."""
+    torch.manual_seed(0)
+    args = {**SMALL["rlfn"], "bias": True}
+    wide = build("rlfn", scale=2, rgb_range=255, **args).eval()
+    unit = build("rlfn", scale=2, **args).eval()
+    unit.load_state_dict(wide.state_dict())
+    x = torch.rand(1, 3, 16, 17)
+    with torch.no_grad():
+        torch.testing.assert_close(wide(x), unit(x * 255) / 255)
+    with pytest.raises(ValueError, match="rgb_range must be a positive"):
+        build("rlfn", scale=2, rgb_range=0)
+    assert check_size("rlfn", {"scale": 4, "rgb_range": 255}) == check_size("rlfn", {"scale": 4})
 
 
 def test_vdsr_has_no_biases_and_he_init() -> None:

@@ -33,7 +33,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
 # which adds its sub-parser and sets ``func`` (called with the parsed arguments).
 PLUGGED_COMMANDS: tuple[str, ...] = (
     "litesr.config_check",
-    "litesr.models.authors",
+    "litesr.models.releases",
     "litesr.tools.upscale",
     "litesr.tools.export",
     "litesr.report.audit",

@@ -1,4 +1,8 @@
-"""Model registry: ``build("edsr", scale=4, ...)`` rebuilds any network from its name and args."""
+"""Model registry: ``build("edsr", scale=4, ...)`` rebuilds any network from its name and args.
+
+Each architecture module registers its class here and declares, beside it, the released
+weights it loads (:mod:`litesr.models.releases`); importing this package imports them all.
+"""
 
 from __future__ import annotations
 

@@ -3,10 +3,18 @@
 With ``feature_channels=44, mid_channels=38, esa_channels=16, n_blocks=4, scale=4`` and no
 biases in the main convolutions (the default, as in DIPNet) this is DIPNet's deployed network,
 243,252 parameters. RLFN itself uses ``bias=True``. The ESA branch (stride-2 conv, then a 7×7
-max-pool with stride 3) needs LR inputs of at least 15×15 pixels.
+max-pool with stride 3) needs LR inputs of at least 15×15 pixels. ``rgb_range`` is the pixel
+value of white the weights were trained for: 1 (RGB in [0, 1], ours and DIPNet's) or 255
+(the NTIRE 2024 challenge's RLFN); the network takes and gives RGB in [0, 1] either way.
+
+Releases (:mod:`litesr.models.releases`): DIPNet's deployed ×4 network and the NTIRE 2024
+efficient-SR challenge's RLFN baseline. Both use the RLFN authors' key layout
+(:func:`rlfn_key_map`): the release's ``block_{i}`` (from 1) is our ``blocks.{i-1}``.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -14,8 +22,26 @@ from torch import Tensor, nn
 
 from litesr.compress.reparam import RepBlock
 from litesr.models import register
+from litesr.models.releases import Release, register_releases
 
 LEAKY_SLOPE = 0.05
+DIPNET_ARGS: dict[str, Any] = {
+    "feature_channels": 44,
+    "mid_channels": 38,
+    "esa_channels": 16,
+    "n_blocks": 4,
+    "bias": False,
+}
+"""DIPNet's deployed network (its release has no biases in the main convolutions)."""
+NTIRE2024_ARGS: dict[str, Any] = {
+    "feature_channels": 46,
+    "mid_channels": 48,
+    "esa_channels": 16,
+    "n_blocks": 4,
+    "bias": True,
+    "rgb_range": 255,
+}
+"""The NTIRE 2024 efficient-SR challenge's RLFN baseline (``RLFN_Prune``), fed 0–255."""
 
 
 class ESA(nn.Module):
@@ -83,9 +109,13 @@ class RLFN(nn.Module):
         bias: bool = False,
         block_widths: list[list[int]] | None = None,
         rrb_expand: int = 0,
+        rgb_range: int = 1,
     ) -> None:
         super().__init__()
+        if rgb_range < 1:
+            raise ValueError(f"rgb_range must be a positive pixel value of white, got {rgb_range}")
         self.scale = scale
+        self.rgb_range = rgb_range
         f = feature_channels
         if block_widths is None:
             widths = [(mid_channels, mid_channels)] * n_blocks
@@ -106,6 +136,8 @@ class RLFN(nn.Module):
         self, x: Tensor, return_features: bool = False
     ) -> Tensor | tuple[Tensor, list[Tensor]]:
         """SR image; with ``return_features`` also the output of every block."""
+        if self.rgb_range != 1:
+            x = x * self.rgb_range
         head = self.conv_1(x)
         feats = []
         out = head
@@ -113,4 +145,58 @@ class RLFN(nn.Module):
             out = block(out)
             feats.append(out)
         sr = self.upsampler(self.conv_2(out) + head)
+        if self.rgb_range != 1:
+            sr = sr / self.rgb_range
         return (sr, feats) if return_features else sr
+
+
+def rlfn_key_map(n_blocks: int, bias: bool) -> dict[str, str]:
+    """The RLFN authors' key names (also DIPNet's) → our state-dict keys; the ESA convs
+    always have biases, the main convolutions where ``bias``."""
+    params = ("weight", "bias") if bias else ("weight",)
+    keys: dict[str, str] = {}
+    for conv in ("conv_1", "conv_2", "upsampler.0"):
+        keys |= {f"{conv}.{p}": f"{conv}.{p}" for p in params}
+    for i in range(1, n_blocks + 1):
+        for conv in ("c1_r", "c2_r", "c3_r", "c5"):
+            keys |= {f"block_{i}.{conv}.{p}": f"blocks.{i - 1}.{conv}.{p}" for p in params}
+        for conv in ("conv1", "conv_f", "conv2", "conv3", "conv4"):
+            keys |= {
+                f"block_{i}.esa.{conv}.{p}": f"blocks.{i - 1}.esa.{conv}.{p}"
+                for p in ("weight", "bias")
+            }
+    return keys
+
+
+def _x4(name: str, args: dict[str, Any], paper: str, description: str) -> Release:
+    """A ×4-only release, the member of family ``name`` without its ``_x4``."""
+    return Release(
+        name=name,
+        arch="rlfn",
+        args=dict(args),
+        scales=(4,),
+        key_map=rlfn_key_map(args["n_blocks"], args["bias"]),
+        size=args["feature_channels"],
+        paper=paper,
+        description=description,
+        family=name.removesuffix("_x4"),
+    )
+
+
+register_releases(
+    [
+        _x4(
+            "dipnet_x4",
+            DIPNET_ARGS,
+            "DIPNet",
+            "DIPNet's deployed ×4 network (model_zoo/DIPNet.pth), RGB in [0, 1]",
+        ),
+        _x4(
+            "rlfn_ntire2024_x4",
+            NTIRE2024_ARGS,
+            "RLFN",
+            "The NTIRE 2024 efficient-SR challenge's RLFN baseline (Amazingren/NTIRE2024_ESR, "
+            "model_zoo/team00_rlfn.pth), trained on RGB in [0, 255]",
+        ),
+    ]
+)

@@ -23,7 +23,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from litesr.methods.authors import model_spec
 from litesr.methods.plan import Figure, MadeModel, Paths, Plan, Table, TrainedModel
 from litesr.methods.registry import Method, lazy_exports
 from litesr.train.spec import TrainSpec
@@ -50,7 +49,13 @@ def vdsr_args(config: dict[str, Any], key: str, name: str) -> dict[str, Any]:
     """The args of the vdsr model ``name`` (of ``models`` or an imported authors' model); a
     ValueError naming ``key`` otherwise."""
     spec = config["models"].get(name)
-    found = (spec["arch"], spec.get("args", {})) if spec else model_spec(config, name)
+    if spec:
+        found = (spec["arch"], spec.get("args", {}))
+    else:
+        from litesr.models.releases import imported  # imports torch: not at module level
+
+        rel = imported(config).get(name)
+        found = (rel.arch, rel.args) if rel else None
     if found is None or found[0] != "vdsr":
         raise ValueError(
             f"{key}: {name!r} must name a vdsr model of `models` or of methods.authors.releases "

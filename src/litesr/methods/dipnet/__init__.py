@@ -31,14 +31,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from litesr.methods.authors import model_spec
 from litesr.methods.plan import Figure, MadeModel, Paths, Plan, Table, TrainedModel
 from litesr.methods.registry import Method
 
 __all__ = ["METHOD", "plan"]
-
-OFFICIAL = "authors-dipnet"
-"""The authors' ×4 weights, as the ``authors`` method imports them."""
 
 FEATURE_ARCHS = ("edsr", "rlfn")
 """Registry architectures whose ``forward(x, return_features=True)`` gives block features."""
@@ -52,6 +48,13 @@ def _params(arch: str, args: dict[str, Any]) -> int:
 
     with torch.device("meta"):
         return count_params(build(arch, scale=4, **args))
+
+
+def official_model(config: dict[str, Any]) -> str | None:
+    """The imported model of the DIPNet authors' release, where the config imports it."""
+    from litesr.models.releases import imported  # imports torch: not at module level
+
+    return next((name for name, rel in imported(config).items() if rel.paper == "DIPNet"), None)
 
 
 def check_teacher(section: dict[str, Any], config: dict[str, Any], student: dict) -> str:
@@ -89,7 +92,7 @@ def plan(section: dict[str, Any], config: dict[str, Any], paths: Paths) -> Plan:
     fig_set = section.get("figure", {}).get("set", paths.test_sets[0])
     if fig_set not in paths.test_sets:
         raise ValueError(f"dipnet.figure.set: {fig_set!r} is not a test set {paths.test_sets}")
-    official = OFFICIAL if model_spec(config, OFFICIAL) else None
+    official = official_model(config)
     target = section.get("target", "enhanced")
     size = student["feature_channels"]
 
