@@ -32,7 +32,9 @@ from litesr.evaluate.run import super_resolve
 from litesr.measure.memprobe import max_rss_bytes, reset_peak_rss
 from litesr.models import build
 from litesr.models.store import load_model, save_model
-from litesr.tools.tiling import analyse, plan_tiles, receptive_radius, tile_for_memory
+from litesr.tools.budget import bytes_per_pixel, tile_for_memory
+from litesr.tools.locality import analyse, receptive_radius
+from litesr.tools.tiles import plan_tiles
 from litesr.tools.upscale import super_resolve_tiled
 
 ARCH, ARGS = "edsr", {"scale": 2, "n_resblocks": 4, "n_feats": 16}
@@ -47,14 +49,15 @@ def worker(model_path: str, h: int, w: int, max_memory_mb: float | None, threads
         model(torch.rand(1, 3, 32, 32))  # warm-up, as memprobe does
     lr = np.random.default_rng(0).integers(0, 256, (h, w, 3), np.uint8)
     out_bytes = h * w * 3 * scale**2  # the uint8 SR image
-    info = analyse(model)  # one-time locality probe (float64), before the baseline
+    analyse(model)  # one-time locality probe (float64), before the baseline
+    per_pixel = bytes_per_pixel(model)
     if max_memory_mb is None:  # + the float32 LR input
-        tile, est = None, (info.bytes_per_pixel * h * w + h * w * 12 + out_bytes) / 2**20
+        tile, est = None, (per_pixel * h * w + h * w * 12 + out_bytes) / 2**20
     else:
         tile = tile_for_memory(model, max_memory_mb, image_hw=(h, w))
         window = plan_tiles(model, (h, w), tile, receptive_radius(model))[0].window
         area = (window[0].stop - window[0].start) * (window[1].stop - window[1].start)
-        est = (info.bytes_per_pixel * area + out_bytes) / 2**20
+        est = (per_pixel * area + out_bytes) / 2**20
     baseline = reset_peak_rss() or max_rss_bytes()
     start = time.perf_counter()
     if tile is None:

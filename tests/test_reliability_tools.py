@@ -23,7 +23,7 @@ from litesr.data.sources import prepare_set
 from litesr.evaluate.run import super_resolve
 from litesr.models import build
 from litesr.models.store import load_model, save_model
-from litesr.tools.tiling import plan_tiles
+from litesr.tools.tiles import plan_tiles
 from litesr.tools.upscale import super_resolve_tiled
 
 EDSR = {"scale": 2, "n_resblocks": 1, "n_feats": 16}

@@ -14,14 +14,9 @@ from litesr.data.images import read_image, write_png
 from litesr.evaluate.run import super_resolve
 from litesr.models import build
 from litesr.models.store import load_model, save_model
-from litesr.tools.tiling import (
-    NonLocalModelError,
-    analyse,
-    plan_tiles,
-    receptive_radius,
-    tile_for_memory,
-    tiled_forward,
-)
+from litesr.tools.budget import tile_for_memory
+from litesr.tools.locality import NonLocalModelError, analyse, receptive_radius
+from litesr.tools.tiles import plan_tiles, tiled_forward
 from litesr.tools.upscale import super_resolve_tiled
 
 SMALL = {

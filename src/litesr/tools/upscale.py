@@ -11,9 +11,9 @@ Without ``--tile`` or ``--max-memory`` each image runs whole, exactly as ``lites
 runs it, when its estimated need fits in half the memory available now (host memory, or
 the GPU's free memory on CUDA; a container's cgroup limit counts); an image that does not
 runs in tiles sized for that budget, and the log says so. With them, it runs in tiles with
-overlapping margins (``litesr.tools.tiling``): on CPU the PNG of a convolutional network
+overlapping margins (``litesr.tools.tiles``): on CPU the PNG of a convolutional network
 (EDSR) is the same, byte for byte; VDSR's may differ by one level in a few values in 10^5
-(see ``litesr.tools.tiling``, *Exactness*). Networks that are not local (RLFN's ESA) are
+(see ``litesr.tools.tiles``, *Exactness*). Networks that are not local (RLFN's ESA) are
 refused unless ``--approximate`` is given.
 
 Also refused before anything is written, each in one line naming the file: an output that
@@ -43,13 +43,9 @@ from torch import Tensor, nn
 from litesr.atomic import atomic_path, remove_stale_temporaries
 from litesr.data.images import read_image
 from litesr.device import DEVICES, resolve_device
-from litesr.tools.tiling import (
-    NonLocalModelError,
-    analyse,
-    arch_name,
-    iter_tiles,
-    tile_for_memory,
-)
+from litesr.tools.budget import tile_for_memory
+from litesr.tools.locality import NonLocalModelError, analyse, arch_name
+from litesr.tools.tiles import iter_tiles
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +134,7 @@ def upscale(
     """Super-resolve each image of ``inputs`` with the model in ``model_file``.
 
     ``tile`` (LR pixels) or ``max_memory_mb`` (working memory, see
-    :func:`litesr.tools.tiling.tile_for_memory`) run each image in tiles; at most one may be
+    :func:`litesr.tools.budget.tile_for_memory`) run each image in tiles; at most one may be
     given. Without either, an image runs whole when it fits in a budget taken from the
     memory available (:data:`AUTO_MEMORY_FRACTION` of :func:`available_memory_mb`), else
     in tiles for that budget. Returns the PNGs written, in the order of ``inputs``. User
