@@ -139,6 +139,27 @@ def test_plain_constant_channel_equals_a_zero_padded_ones_channel():
             assert rel(model(x), F.pixel_shuffle(y, 2)) < 1e-6
 
 
+def test_plain_shuffles_in_groups_at_inference_with_the_same_result():
+    torch.manual_seed(0)
+    acts = ["relu", "identity", "identity", "identity"]
+    for args in (
+        {"widths": [8, 48]},
+        {"widths": [8, 32, 32, 3], "factors": [1, 2, 2, 1], "acts": acts, "const": True},
+    ):
+        model = build("plain", scale=4, **args)
+        for k in getattr(model, "consts", []):
+            k.data.normal_()
+        x = torch.rand(1, 3, 9, 7)
+        trained_path = model(x).detach()  # with gradients: whole layers
+        with torch.no_grad():
+            assert torch.equal(model(x), trained_path)
+            seen: list[int] = []
+            hook = model.convs[-1].register_forward_hook(lambda *a, seen=seen: seen.append(1))
+            model(x)  # an observed conv (tiling's tracer) runs whole
+            hook.remove()
+        assert seen
+
+
 def test_plain_defaults_keep_old_files_loading():
     old = build("plain", scale=2, widths=[8, 12])
     assert old.acts == ["relu", "identity"] and not old.const

@@ -17,7 +17,9 @@ of the kernel, less the taps that fall into the padding on the border rows and c
 it costs no activation map.
 
 At inference no more than the input and the output of one layer are alive at a time (the
-ReLU and the shuffle work on the convolution's output), which is MemSR's memory argument.
+ReLU works in place on the convolution's output), which is MemSR's memory argument. A layer
+with a shuffle is run a group of output channels at a time (without gradients), each group
+shuffled into the preallocated output, so its whole pre-shuffle map never exists.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from torch import Tensor, nn
 from litesr.models import register
 
 ACTS = ("relu", "identity")
+SHUFFLE_GROUPS = 8  # a shuffling layer at inference: its output channels in this many groups
 
 
 def add_constant_channel(y: Tensor, kernel: Tensor) -> Tensor:
@@ -102,13 +105,35 @@ class PlainSR(nn.Module):
         feats = []
         last = len(self.convs) - 1
         for i, (conv, f) in enumerate(zip(self.convs, self.factors, strict=True)):
-            x = conv(x)
-            if self.const:
-                x = add_constant_channel(x, self.consts[i])
-            if self.acts[i] == "relu":
-                x = torch.relu_(x)  # in place: the convolution's backward does not need it
-            if f > 1:
-                x = nn.functional.pixel_shuffle(x, f)
+            observed = conv._forward_hooks or conv._forward_pre_hooks  # e.g. tiling's tracer
+            if f > 1 and not torch.is_grad_enabled() and not observed:
+                x = self._shuffled_layer(i, x)
+            else:
+                x = self._activate(i, conv(x), slice(None))
+                if f > 1:
+                    x = nn.functional.pixel_shuffle(x, f)
             if return_features and i < last:
                 feats.append(x)
         return (x, feats) if return_features else x
+
+    def _activate(self, i: int, x: Tensor, rows: slice) -> Tensor:
+        """Layer ``i``'s constant channel (output channels ``rows``) and activation, in place."""
+        if self.const:
+            x = add_constant_channel(x, self.consts[i][rows])
+        if self.acts[i] == "relu":
+            x = torch.relu_(x)  # in place: the convolution's backward does not need it
+        return x
+
+    def _shuffled_layer(self, i: int, x: Tensor) -> Tensor:
+        """Layer ``i`` with its shuffle by ``f``, a group of ``f²``-channel blocks at a time."""
+        f = self.factors[i]
+        channels = self.convs[i].out_channels // (f * f)
+        out = x.new_empty(x.shape[0], channels, x.shape[2] * f, x.shape[3] * f)
+        step = math.ceil(channels / SHUFFLE_GROUPS)
+        for c in range(0, channels, step):
+            rows = slice(c * f * f, min(c + step, channels) * f * f)
+            conv = self.convs[i]
+            bias = conv.bias[rows] if conv.bias is not None else None
+            y = nn.functional.conv2d(x, conv.weight[rows], bias, padding=1)
+            out[:, c : c + step] = nn.functional.pixel_shuffle(self._activate(i, y, rows), f)
+        return out
