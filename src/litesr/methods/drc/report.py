@@ -157,8 +157,8 @@ def alpha_figure(logs: list[str], out: str) -> Path:
         runs.append(table[table.stage == "search"] if "stage" in table else table)
     layers = max(len({c.split("_")[0] for c in r.columns if _ALPHA.match(c)}) for r in runs)
     fig, axes = plt.subplots(
-        len(runs), layers, figsize=(2.2 * layers, 2.0 * len(runs)), sharex=True, sharey=True,
-        squeeze=False,
+        len(runs), layers, figsize=(2.2 * layers, 2.0 * len(runs) + 0.4), sharex=True,
+        sharey=True, squeeze=False, layout="constrained",
     )  # fmt: skip
     for row, (path, run) in zip(axes, zip(logs, runs, strict=True), strict=True):
         columns = [c for c in run.columns if _ALPHA.match(c)]

@@ -169,7 +169,7 @@ class LayerSelection:
                         "step": len(self.log) + 1,
                         "kept": len(order),
                         "channels": " ".join(map(str, chosen)),
-                        "loss": selection_loss,
+                        "selection_loss": selection_loss,
                         "refit_loss": refit_loss,
                     }
                 )
