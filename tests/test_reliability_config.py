@@ -121,22 +121,41 @@ def test_ordinary_paths_are_accepted() -> None:
     check_schema(_with(TINY, "methods", {"authors": authors}), SCHEMA)
 
 
+SCHEMAS = [
+    SCHEMA,
+    REPO / "src" / "litesr" / "train" / "recipe.schema.yaml",
+    *sorted((REPO / "src" / "litesr" / "methods").glob("*/schema.yaml")),
+]
+
+
+def _nodes(node):
+    """Every mapping in a parsed schema, depth first."""
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from _nodes(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _nodes(value)
+
+
+def test_every_integer_of_the_schemas_is_bounded() -> None:
+    unbounded = [
+        (path.name, node)
+        for path in SCHEMAS
+        for node in _nodes(yaml.safe_load(path.read_text()))
+        if "integer" in str(node.get("type")) and not {"maximum", "enum"} & set(node)
+    ]
+    assert not unbounded
+
+
 def test_every_path_pattern_of_the_schemas_is_the_checked_one() -> None:
-    files = [SCHEMA, *sorted((REPO / "src" / "litesr" / "methods").glob("*/schema.yaml"))]
-    found = []
-
-    def walk(node) -> None:
-        if isinstance(node, dict):
-            if node.get("pattern", "").startswith("^(?![\\s\\S]*"):
-                found.append(node["pattern"])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    for path in files:
-        walk(yaml.safe_load(path.read_text()))
+    found = [
+        node["pattern"]
+        for path in SCHEMAS
+        for node in _nodes(yaml.safe_load(path.read_text()))
+        if str(node.get("pattern", "")).startswith("^(?![\\s\\S]*")
+    ]
     assert len(found) >= 4 and set(found) == {PATH_PATTERN}
 
 
