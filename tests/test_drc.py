@@ -292,6 +292,13 @@ def test_selection_without_refit_keeps_the_original_slices_and_is_greedy():
     assert torch.equal(model.body[0].body[2].weight[:, kept], original[:, kept])
 
 
+def test_selection_refits_with_plain_sgd_when_momentum_is_zero():
+    model, reference, dual, sampler = _selection_setup()
+    settings = Selection(patches=2, batch=2, lr_patch=8, refit_steps=1, momentum=0.0)
+    chooser = LayerSelection(model, reference, dual, 0.1, sampler, settings, torch.Generator())
+    assert len(chooser("body.1.body.2", 1)) == 1 and chooser.log[0]["refit_loss"] > 0
+
+
 def test_selection_score_is_the_authors_sum_of_kernel_norms():
     grad = torch.zeros(4, 2, 3, 3)
     grad[0, 0, 0, 0] = 3.0  # channel 0: one kernel of norm 3

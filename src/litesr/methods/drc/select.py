@@ -196,13 +196,16 @@ class LayerSelection:
         groups = [{"params": [conv.weight]}]
         if conv.bias is not None:
             groups.append({"params": [conv.bias], "lr": self.s.refit_lr / self.s.units**2})
-        opt = torch.optim.SGD(groups, lr=self.s.refit_lr, momentum=self.s.momentum, nesterov=True)
+        opt = torch.optim.SGD(
+            groups, lr=self.s.refit_lr, momentum=self.s.momentum, nesterov=self.s.momentum > 0
+        )
         mask = kept.to(conv.weight.dtype).view(1, -1, 1, 1)
-        loss = torch.zeros(())
+        losses = []
         for lr, hr in self._batches(self.s.refit_steps * self.s.batch):
             loss = self.loss(consumer, lr, hr)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             conv.weight.grad.mul_(mask)
             opt.step()
-        return float(loss.detach())
+            losses.append(float(loss.detach()))
+        return losses[-1]
