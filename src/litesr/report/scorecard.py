@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from litesr.claims import ACCURACY, COST
+from litesr.paths import Paths
 from litesr.tsv import write_tsv
 
 COLUMNS = [
@@ -118,8 +119,8 @@ def evidence(row: pd.Series) -> str:
     """The per-image TSVs an accuracy row of ours comes from (the cost table otherwise)."""
     models = [m for part in row["ours_models"].split(" − ") for m in part.split("+") if m]
     if row["metric"] not in ACCURACY:
-        return "results/tables/cost.tsv" if models else ""
-    return " ".join(f"results/eval/{m}/x{row['scale']}/{row['set']}.tsv" for m in models)
+        return Paths.cost if models else ""
+    return " ".join(Paths.evaluation(m, row["scale"], row["set"]) for m in models)
 
 
 def write_scorecard(
