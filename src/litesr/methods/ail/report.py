@@ -20,7 +20,7 @@ from litesr.data.images import read_image  # noqa: E402
 from litesr.data.resize_torch import upsample_bicubic  # noqa: E402
 from litesr.methods.ail.importance import AILTask, Importance  # noqa: E402
 from litesr.methods.ail.rounds import round_files  # noqa: E402
-from litesr.methods.authors import model_name  # noqa: E402
+from litesr.models.releases import model_name  # noqa: E402
 from litesr.models.store import load_model  # noqa: E402
 from litesr.report.figures import save  # noqa: E402
 
