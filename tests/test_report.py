@@ -239,6 +239,18 @@ def test_compact_tick_labels():
     assert [compact(v) for v in (0.05, 20, 500, 2000, 1.5e6)] == ["0.05", "20", "500", "2k", "1.5M"]
 
 
+def test_crops_of_many_models_fit_the_page(tmp_path):
+    img = np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    write_png(tmp_path / "HR" / "a.png", img)
+    write_png(tmp_path / "LR" / "a.png", img[::4, ::4])
+    inputs = {"data": str(tmp_path), "image": "a", "box": [0, 0, 16, 16], "scale": 4}
+    png = make_figure(
+        "crops", tmp_path / "c.png", {**inputs, "models": {f"m{i}": "bicubic" for i in range(9)}}
+    )
+    with Image.open(png) as image:
+        assert image.width / image.info["dpi"][0] <= PAGE_WIDTH_IN
+
+
 def test_crops_figure_rejects_a_box_outside_the_image(tmp_path):
     img = np.zeros((16, 16, 3), np.uint8)
     write_png(tmp_path / "HR" / "a.png", img)

@@ -123,11 +123,14 @@ def crops(
         raise ValueError(f"crop box {box} lies outside {image} ({hr.shape[0]}×{hr.shape[1]})")
     panels = [(name, upscaler(ref)(lr, scale)) for name, ref in models.items()]
     panels.append(("HR", hr))
-    fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 3.0))
+    side = min(2.0, (PAGE_WIDTH_IN - 0.2) / len(panels))  # one row at most the page's width
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(side * len(panels), side * h / w + 0.6), layout="constrained"
+    )
     for ax, (name, img) in zip(axes, panels, strict=True):
         ax.imshow(img[y : y + h, x : x + w], interpolation="nearest")
         title = name if name == "HR" else f"{name}\n{psnr_y(img, hr, scale):.2f} dB"
-        ax.set_title(title, fontsize=9)
+        ax.set_title(title, fontsize=7)
         ax.axis("off")
-    fig.suptitle(f"{image} ×{scale} (PSNR-Y of the whole image)", fontsize=10)
+    fig.suptitle(f"{image} ×{scale} (PSNR-Y of the whole image)", fontsize=9)
     return save(fig, out)
