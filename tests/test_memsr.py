@@ -152,7 +152,8 @@ def test_plain_shuffles_in_groups_at_inference_with_the_same_result():
         x = torch.rand(1, 3, 9, 7)
         trained_path = model(x).detach()  # with gradients: whole layers
         with torch.no_grad():
-            assert torch.equal(model(x), trained_path)
+            # channels-last convolutions sum in another order: equal to rounding
+            assert torch.allclose(model(x), trained_path, rtol=1e-5, atol=1e-5)
             seen: list[int] = []
             hook = model.convs[-1].register_forward_hook(lambda *a, seen=seen: seen.append(1))
             model(x)  # an observed conv (tiling's tracer) runs whole
