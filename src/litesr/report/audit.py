@@ -13,6 +13,7 @@ import argparse
 import json
 import logging
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -43,14 +44,16 @@ def run_audit(
     try:
         with atomic_path(out) as tmp:
             try:
-                papermill.execute_notebook(
-                    str(notebook),
-                    str(tmp),
-                    parameters=parameters,
-                    kernel_name=kernel,
-                    log_output=True,
-                    progress_bar=False,
-                )
+                with warnings.catch_warnings():  # papermill warns of the temporary's .tmp
+                    warnings.filterwarnings("ignore", message="The specified file .* does not end")
+                    papermill.execute_notebook(
+                        str(notebook),
+                        str(tmp),
+                        parameters=parameters,
+                        kernel_name=kernel,
+                        log_output=True,
+                        progress_bar=False,
+                    )
             except papermill.PapermillExecutionError as err:
                 tmp.replace(failed)
                 raise AuditFailed(
