@@ -181,13 +181,13 @@ def test_rank_rules():
 @pytest.fixture(scope="module")
 def calibrated():
     model = teacher(2, 2, 8, seed=3)
-    plain, _ = convert(model)
+    plain, offsets = convert(model)
     lr = astronaut_lr(2)
     g = torch.Generator().manual_seed(0)
     calib = torch.cat(
         [lr[..., :32, :32], lr[..., 40:72, 30:62], torch.rand(2, 3, 32, 32, generator=g)]
     )
-    return model, plain, calib, lr[..., :, 36:]
+    return model, plain, calib, lr[..., :, 36:], offsets
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -195,7 +195,7 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def test_width_student_reproduces_the_teacher_closely_at_full_rank(calibrated):
-    model, plain, calib, test = calibrated
+    model, plain, calib, test, _ = calibrated
     widths = [plain.convs[t].out_channels - 1 for t in teacher_taps(plain)]
     with torch.no_grad():
         ref = model(test)
@@ -218,8 +218,8 @@ def test_width_student_reproduces_the_teacher_closely_at_full_rank(calibrated):
 
 
 def test_authors_student_has_their_shape(calibrated):
-    model, plain, calib, _ = calibrated
-    made = authors_init(plain, calib, edsr_acts(model))
+    model, plain, calib, _, offsets = calibrated
+    made = authors_init(plain, calib, edsr_acts(model), offsets)
     args = made.student.litesr_arch[1]
     # head, two per block at rank = the teacher's width (8), the body end at full width, then
     # the teacher's upsampler (conv 8→32, shuffle 2) and tail (conv 8→3), copied.
@@ -230,9 +230,10 @@ def test_authors_student_has_their_shape(calibrated):
     )
     assert args["const"] and made.distill_sr
     assert made.pairs == [(k, k + 1) for k in range(6)]
-    assert isinstance(made.bridges[-1], torch.nn.Identity)  # the body end: identity bridge
     tail = plain.convs[-1].weight[:, :-1]
     assert torch.equal(made.student.convs[-1].weight, tail)
+    # The body end's bridge: identity, a fixed shift by the teacher's offset.
+    assert not any(p.requires_grad for p in made.bridges[-1].parameters())
 
 
 @pytest.mark.parametrize("solve", ["weights", "features"])
@@ -240,17 +241,35 @@ def test_authors_student_is_the_teacher_when_nothing_is_lost(solve):
     # No residual block: no ReLU in the body, every feature at full rank; the student must be
     # the teacher, borders included (constant channel, identity activations, copied tail).
     model = teacher(4, 0, 6, seed=5)
-    plain, _ = convert(model)
+    plain, offsets = convert(model)
     lr = astronaut_lr(4)
-    made = authors_init(plain, lr[..., :24, :24], edsr_acts(model), solve=solve)
+    made = authors_init(plain, lr[..., :24, :24], edsr_acts(model), offsets, solve=solve)
     assert made.student.litesr_arch[1]["acts"] == ["identity"] * 5
     with torch.no_grad():
         assert rel(made.student(lr), model(lr)) < 1e-4
 
 
+def test_authors_student_computes_true_values_so_small_changes_stay_small(calibrated):
+    # The plain teacher stores offset values; a student reading them would turn a weight
+    # change δ into δ · offset errors (30 → 16 dB after four training steps on a toy run).
+    model, plain, calib, test, offsets = calibrated
+    made = authors_init(plain, calib, edsr_acts(model), offsets)
+    big = convert(model, offset=64.0)
+    student = authors_init(big[0], calib, edsr_acts(model), big[1]).student
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        ref = [made.student(test), student(test)]
+        for net in (made.student, student):
+            for p in net.parameters():
+                p.add_(1e-4 * (2 * torch.rand(p.shape, generator=g) - 1))
+        moved = [made.student(test), student(test)]
+    assert rel(moved[0], ref[0]) < 2e-3 and rel(moved[1], ref[1]) < 2e-3
+    assert rel(ref[1], ref[0]) < 1e-4  # the offsets do not change the student
+
+
 def test_random_baseline_is_he_initialised_and_keeps_the_signal(calibrated):
-    model, plain, calib, test = calibrated
-    student = authors_init(plain, calib, edsr_acts(model)).student
+    model, plain, calib, test, offsets = calibrated
+    student = authors_init(plain, calib, edsr_acts(model), offsets).student
     he_init(student, seed=0)
     assert all(float(k.detach().abs().max()) == 0 for k in student.consts)
     default = build("plain", **{k: v for k, v in student.litesr_arch[1].items()})
@@ -275,8 +294,8 @@ def test_distill_weight_is_unit_correct_and_decays_per_epoch():
 
 
 def test_task_trains_student_and_bridges_not_the_teacher(calibrated):
-    model, plain, calib, _ = calibrated
-    made = authors_init(plain, calib, edsr_acts(model), rank=4)
+    model, plain, calib, _, offsets = calibrated
+    made = authors_init(plain, calib, edsr_acts(model), offsets, rank=4)
     task = MemSRTask(made, plain, DistillWeight(total=10, epoch=5))
     keys = set(task.trainable_state())
     assert any(k.startswith("bridges.") for k in keys) and "steps_done" in keys
@@ -293,8 +312,8 @@ def test_task_trains_student_and_bridges_not_the_teacher(calibrated):
 
 
 def test_the_sr_output_is_distilled(calibrated):
-    model, plain, calib, _ = calibrated
-    made = authors_init(plain, calib, edsr_acts(model), rank=4)
+    model, plain, calib, _, offsets = calibrated
+    made = authors_init(plain, calib, edsr_acts(model), offsets, rank=4)
     task = MemSRTask(made, plain, DistillWeight(total=10))
     lr = calib[:2]
     with torch.no_grad():

@@ -126,12 +126,15 @@ class _Bridge:
         return cls(torch.eye(len(b), dtype=b.dtype), b)
 
     def module(self) -> nn.Module:
-        if torch.equal(self.U, torch.eye(len(self.b), dtype=self.U.dtype)) and not self.b.any():
+        """The 1×1 conv; an identity ``U`` gives a fixed shift by ``b`` (the authors'
+        parameter-free ``IdLayer``), or ``nn.Identity`` when ``b`` is zero too."""
+        fixed = torch.equal(self.U, torch.eye(len(self.b), dtype=self.U.dtype))
+        if fixed and not self.b.any():
             return nn.Identity()
         conv = nn.Conv2d(self.U.shape[1], self.U.shape[0], 1)
         conv.weight.data.copy_(self.U.reshape(*self.U.shape, 1, 1))
         conv.bias.data.copy_(self.b)
-        return conv.float()
+        return conv.float().requires_grad_(not fixed)
 
     def coords(self, f: Tensor) -> Tensor:
         """``g = Uᵀ (f − b)`` of a (C, N) feature."""
@@ -170,14 +173,22 @@ def authors_init(
     plain_teacher: nn.Module,
     calibration: Tensor,
     acts: list[str],
+    offsets: list[float],
     *,
     rank: int | str | None = None,
     eps: float = 5e-2,
     solve: str = "weights",
 ) -> Initialised:
     """The authors' student of the plain teacher: see the module docstring. ``acts`` are
-    the teacher's own activations per plain layer (``convert.edsr_acts``); ``rank`` defaults
-    to the teacher's width (its head's)."""
+    the teacher's own activations per plain layer (``convert.edsr_acts``), ``offsets`` the
+    offset its linear channels store (``convert``); ``rank`` defaults to the teacher's width
+    (its head's).
+
+    The student computes true values where the teacher stores offset ones: its body end
+    and upsampler layers subtract the teacher's offsets (the body end's identity bridge adds
+    it back for the distillation), as the authors' body end is free of their B = 1000. A
+    student reading offset values would turn a small weight change ``δ`` into ``δ · offset``
+    errors."""
     if solve not in SOLVES:
         raise ValueError(f"memsr solve {solve!r}: use one of {SOLVES}")
     x = calibration.double()
@@ -186,14 +197,17 @@ def authors_init(
     widths = [f.shape[1] - 1 for f in feats]  # without the constant channel
     rank = widths[taps[0]] if rank is None else rank
     convs = plain_teacher.convs
-    lift_offset = convs[0].bias.detach().double()[: x.shape[1]]
-    previous = _Bridge.identity(lift_offset)  # the lift: f_0 = x + offset
+
+    def offset(i: int, n: int) -> Tensor:
+        return torch.full((n,), float(offsets[i]), dtype=torch.float64)
+
+    previous = _Bridge.identity(offset(0, x.shape[1]))  # the lift: f_0 = x + offset
     student_feat = x
     weights, kernels, bridges = [], [], []
     report: dict[str, list[float]] = {"rank": [], "residual": [], "width": []}
     for tap in taps:
         f = _pixels(feats[tap][:, :-1])
-        bridge = _Bridge.identity(torch.zeros(len(f), dtype=f.dtype))
+        bridge = _Bridge.identity(offset(tap, len(f)))  # the body end: its true values
         if tap != taps[-1]:  # the body end keeps the teacher's width
             bridge = svd_bridge(f, rank, eps)
         if solve == "weights":
@@ -218,9 +232,12 @@ def authors_init(
         report["width"].append(len(f))
         previous = bridge
     tail = range(taps[-1] + 1, len(convs))
+    last = len(convs) - 1
     for i in tail:  # the upsampler and the tail, copied (the constant channels dropped)
-        n_out = convs[i].out_channels - (plain_teacher.factors[i] ** 2 if i < len(convs) - 1 else 0)
+        n_out = convs[i].out_channels - (plain_teacher.factors[i] ** 2 if i < last else 0)
         w, k = _teacher_layer(convs[i], n_out)
+        k = k + offsets[i - 1] * w.sum(1)  # reads true values: the input's offset added
+        k[:, 1, 1] -= offsets[i] if i < last else 0.0  # writes true values
         weights.append(w)
         kernels.append(k)
     student = build(

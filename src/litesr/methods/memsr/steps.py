@@ -110,7 +110,13 @@ def initialise(
         if "acts" not in teacher_meta:
             raise ValueError("the plain teacher has no `acts` metadata: convert the teacher again")
         made = authors_init(
-            plain_teacher, calibration, teacher_meta["acts"], rank=rank, eps=eps, solve=solve
+            plain_teacher,
+            calibration,
+            teacher_meta["acts"],
+            teacher_meta["offsets"],
+            rank=rank,
+            eps=eps,
+            solve=solve,
         )
     else:
         made = width_init(plain_teacher, calibration, rank=64 if rank is None else rank, eps=eps)
