@@ -18,7 +18,8 @@ it costs no activation map.
 
 At inference no more than the input and the output of one layer are alive at a time (the
 ReLU works in place on the convolution's output), which is MemSR's memory argument. A layer
-with a shuffle is run a group of output channels at a time (without gradients), each group
+with a shuffle to at least 16 channels (an upsampler, not a last conv + shuffle to RGB, where
+measured peaks grew) is run a group of output channels at a time (without gradients), each group
 shuffled into the preallocated output (channels-last, which the next convolution reads
 without a reordered copy), so its whole pre-shuffle map never exists.
 """
@@ -107,7 +108,8 @@ class PlainSR(nn.Module):
         last = len(self.convs) - 1
         for i, (conv, f) in enumerate(zip(self.convs, self.factors, strict=True)):
             observed = conv._forward_hooks or conv._forward_pre_hooks  # e.g. tiling's tracer
-            if f > 1 and not torch.is_grad_enabled() and not observed:
+            wide = conv.out_channels >= SHUFFLE_GROUPS * f * f  # an upsampler, not an RGB tail
+            if f > 1 and wide and not torch.is_grad_enabled() and not observed:
                 x = self._shuffled_layer(i, x)
             else:
                 x = self._activate(i, conv(x), slice(None))
