@@ -65,7 +65,8 @@ def check_patch(
     arch: str, args: dict[str, Any], scales: list[int], recipe: dict[str, Any], where: str
 ) -> None:
     """The recipe's LR patches must be no smaller than the model's smallest input (RLFN's
-    attention pools a 7x7 window: 15 pixels); found on ``meta`` tensors, at no memory cost."""
+    attention pools a 7x7 window: 15 pixels): :func:`~litesr.models.limits.min_input_size`,
+    a constant per architecture (probed on ``meta`` tensors only for one without)."""
     patch = TrainSpec.from_dict({"seed": 0, **recipe}).lr_patch
     try:
         need = max(min_input_size(arch, {**args, "scale": scale}) for scale in scales)
