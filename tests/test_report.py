@@ -196,6 +196,40 @@ def test_figures_and_pdf(results):
     assert not list(d.glob(".*tmp*")), "no temporary file is left behind"
 
 
+def test_every_method_gets_its_deviations_after_the_scorecard(results, tmp_path):
+    """An audited method's rows (grouped by class) follow the scorecard; a method without a
+    deviations file reads "not yet audited"."""
+    from pypdf import PdfReader
+
+    from litesr.methods.deviations import load_deviations
+
+    doc = {
+        "source": {"repository": "someone/toy", "commit": "ab" * 20, "folder": "src"},
+        "deviations": [
+            {"id": "patch-size", "what": "training patch", "authors": "train.py:main 192",
+             "ours": "96 on CPU", "class": "budget", "effect": "measured -0.1 dB"},
+            {"id": "off-by-one", "what": "the border crop", "authors": "eval.py:crop s+1",
+             "ours": "s pixels", "class": "bug fixed", "effect": "+0.02 dB"},
+        ],
+    }  # fmt: skip
+    (tmp_path / "toy.yaml").write_text(json.dumps(doc))
+    audited = load_deviations(tmp_path / "toy.yaml")
+    config = {"scales": [4], "seed": 0, "methods": {"toy": {}, "fresh": {}}}
+    pdf = build_report(
+        tmp_path / "all.pdf",
+        {k: str(results[k]) for k in ("summary", "cost", "catalog", "scorecard")}
+        | {"config": config},
+        deviations={"toy": audited, "fresh": None}.__getitem__,
+    )
+    pages = [page.extract_text() for page in PdfReader(pdf).pages]
+    where = next(i for i, t in enumerate(pages) if "Deviations from the authors" in t)
+    text = " ".join(" ".join(pages[where:]).split())
+    assert "Scorecard" in pages[0] and where >= 1
+    assert "someone/toy @ abababab" in text and "1 bug fixed, 0 simplification, 1 budget" in text
+    assert text.index("the border crop") < text.index("training patch"), "grouped by class"
+    assert "fresh" in text and "not yet audited" in text
+
+
 def test_a_method_figure_is_drawn_through_the_lookup_the_caller_gives(tmp_path):
     drawn = {}
 

@@ -133,10 +133,16 @@ def cmd_scorecard(a: argparse.Namespace) -> None:
 
 
 def cmd_report(a: argparse.Namespace) -> None:
-    from litesr.methods.registry import entry
+    from litesr.methods.deviations import method_deviations
+    from litesr.methods.registry import entry, get
     from litesr.report.pdf import build_report
 
-    build_report(a.out, a.spec, method_table=lambda kind: entry("tables", kind))
+    build_report(
+        a.out,
+        a.spec,
+        method_table=lambda kind: entry("tables", kind),
+        deviations=lambda name: method_deviations(get(name)),
+    )
 
 
 def parser() -> argparse.ArgumentParser:

@@ -4,6 +4,7 @@ import json
 import os
 
 from litesr.methods.collect import collect, enabled
+from litesr.methods.deviations import deviations_file
 from litesr.methods.plan import Paths
 from litesr.report.provenance import config_hash
 
@@ -130,6 +131,13 @@ def report_figures(wildcards=None):
 def report_tables():
     """``[title, method.kind, params, caption]`` of every method table."""
     return [[t.title, f"{m}.{t.kind}", t.params, t.caption] for m, t in PLAN.tables]
+
+
+def deviation_files(wildcards=None):
+    """The enabled methods' deviations.yaml files (the report renders them; editing one
+    remakes the PDF)."""
+    found = (deviations_file(m) for m in enabled(config).values())
+    return [str(p) for p in found if p.is_file()]
 
 
 def made_input(ref, scale):

@@ -165,6 +165,7 @@ rule report:
         scorecard=SCORECARD,
         figures=lambda w: [png for _, png, _ in report_figures()],
         audit=AUDIT,
+        deviations=lambda w: deviation_files(),
     output:
         REPORT,
     params:

@@ -17,6 +17,7 @@ import typst
 import yaml
 
 from litesr.atomic import atomic_path
+from litesr.report.deviations import for_print as deviations_for_print
 from litesr.report.provenance import provenance
 from litesr.report.scorecard import for_print as scorecard_for_print
 from litesr.report.tables import accuracy_for_print, cost_for_print, typeset
@@ -48,6 +49,7 @@ def build_report(
     out: Path,
     spec: dict[str, Any],
     method_table: Callable[[str], Callable[..., pd.DataFrame]] | None = None,
+    deviations: Callable[[str], Any] | None = None,
 ) -> Path:
     """Write the PDF described by ``spec``.
 
@@ -55,8 +57,11 @@ def build_report(
     TSV), ``cost`` (cost TSV), ``catalog`` (each model's method, variant and size),
     ``tables`` (methods' tables: ``[title, "<method>.<kind>", params, caption]``),
     ``figures`` (``[title, png, caption]``) and ``scorecard`` (the claims TSV, first page).
-    ``method_table(kind)`` gives the function that makes a method's table (the command passes
-    the method registry's lookup: the report imports no method).
+    ``method_table(kind)`` gives the function that makes a method's table and
+    ``deviations(method)`` a method's checked deviations from its authors' code, or ``None``
+    when it has none yet (the command passes the method registry's lookups: the report
+    imports no method). Every method of ``config["methods"]`` gets a deviations section
+    after the scorecard; without the lookup each reads "not yet audited".
     """
     summary, cost, catalog = (
         pd.read_csv(spec[k], sep="\t") for k in ("summary", "cost", "catalog")
@@ -76,6 +81,9 @@ def build_report(
         "note": config.get("report", {}).get("note", ""),
         "scorecard": scorecard_for_print(
             pd.read_csv(spec["scorecard"], sep="\t", keep_default_na=False, na_values=[""])
+        ),
+        "deviations": deviations_for_print(
+            config.get("methods", {}), deviations or (lambda _name: None)
         ),
         "how": HOW,
         "provenance": {k: str(v) for k, v in info.items()},
