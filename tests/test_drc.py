@@ -541,10 +541,11 @@ def test_table_rows_and_verdict():
     )
     cost = pd.DataFrame(
         [
-            {"model": m, "scale": 4, "params": 100, "macs_720p_G": 1.0, "cpu_latency_ms": 2.0}
-            for m in models
+            {"model": m, "scale": 4, "params": 100 if v[1] == 0.5 else 160,
+             "macs_720p_G": 1.0 if v[1] == 0.5 else 1.25, "cpu_latency_ms": 2.0}
+            for m, v in models.items()
         ]
-    )
+    )  # fmt: skip
     catalog.loc[catalog.model == "n", "method"] = ""  # plainly trained: no method
     table = drc_table(summary, cost, catalog, primal="n", seeds=3)
     assert table.loc["primal, L1 only", "S ×4"] == "30.00 / 0.8000"
@@ -553,4 +554,7 @@ def test_table_rows_and_verdict():
     assert table.loc["L1 r=0.5 seed spread", "S ×4"] == "0.20 dB"
     assert table.loc["DRC − L1 r=0.5", "S ×4"] == "+0.40 dB (DRC better)"
     assert table.loc["DRC r=0.5", "CPU_ms"] == "2.00"
+    # r removes half the inner channels; the parameters and MACs removed are measured
+    assert table.loc["DRC r=0.5", "params_cut"] == "−38 %"
+    assert table.loc["L1 r=0.5 (mean of 3/3 seeds)", "MACs_cut"] == "−20 %"
     json.dumps(table.to_dict())

@@ -34,8 +34,12 @@ def drc_rows(
     return rows.merge(cost[["model", "scale", *present]], on=["model", "scale"], how="left")
 
 
-def _cells(group: pd.DataFrame) -> dict[str, str]:
-    """Mean PSNR / SSIM per ``set ×scale`` over the group's models, and their cost."""
+CUT = {"params": "params_cut", "macs_720p_G": "MACs_cut"}
+
+
+def _cells(group: pd.DataFrame, full: pd.DataFrame | None = None) -> dict[str, str]:
+    """Mean PSNR / SSIM per ``set ×scale`` over the group's models, and their cost; with the
+    unpruned ``full`` group, also the parameters and MACs removed, in % of ``full``'s."""
     out = {}
     for (set_name, scale), g in group.groupby(["set", "scale"]):
         out[f"{set_name} ×{scale}"] = f"{g.psnr_y.mean():.2f} / {g.ssim_y.mean():.4f}"
@@ -43,6 +47,8 @@ def _cells(group: pd.DataFrame) -> dict[str, str]:
         if column in group and group[column].notna().any():
             value = group[column].mean()
             out[label] = f"{int(value):,}" if column == "params" else f"{value:.2f}"
+            if full is not None and column in CUT and full[column].notna().any():
+                out[CUT[column]] = f"−{100 * (1 - value / full[column].mean()):.0f} %"
     return out
 
 
@@ -55,7 +61,12 @@ def drc_table(
     summary: pd.DataFrame, cost: pd.DataFrame, catalog: pd.DataFrame, primal: str, seeds: int
 ) -> pd.DataFrame:
     """Rows: both primals and dual − no dual; per ratio DRC, the L1 mean over seeds, its
-    spread (max − min PSNR over seeds) and DRC − L1 with a verdict against the spread."""
+    spread (max − min PSNR over seeds) and DRC − L1 with a verdict against the spread.
+
+    A ratio r removes the fraction r of every residual block's inner channels (the output
+    channels of its first conv); the residual stream, head and upsampler keep theirs, so the
+    parameters and MACs removed (``params_cut``, ``MACs_cut``, against the dual-trained
+    primal) are less than r."""
     rows = drc_rows(summary, cost, catalog, primal)
     out: dict[str, dict[str, str]] = {}
     by_variant = {v: g for v, g in rows.groupby("variant")}
@@ -71,11 +82,12 @@ def drc_table(
     pruned = rows[rows.variant.isin(["drc", "l1"])]
     for ratio, group in pruned.groupby("ratio"):
         drc, l1 = group[group.variant == "drc"], group[group.variant == "l1"]
+        full = by_variant.get("dual")
         if len(drc):
-            out[f"DRC r={ratio:g}"] = _cells(drc)
+            out[f"DRC r={ratio:g}"] = _cells(drc, full)
         if len(l1):
             n = l1.model.nunique()
-            out[f"L1 r={ratio:g} (mean of {n}/{seeds} seeds)"] = _cells(l1)
+            out[f"L1 r={ratio:g} (mean of {n}/{seeds} seeds)"] = _cells(l1, full)
             per_set = l1.groupby(["set", "scale"]).psnr_y
             spread = per_set.max() - per_set.min()
             out[f"L1 r={ratio:g} seed spread"] = {
