@@ -26,7 +26,12 @@ from litesr.methods.drc.pipeline import (
     prune_to,
     train_primal,
 )
-from litesr.methods.drc.report import alpha_figure, drc_table, widths_figure
+from litesr.methods.drc.report import (
+    alpha_figure,
+    diagnostic_table,
+    drc_table,
+    widths_figure,
+)
 from litesr.methods.drc.search import (
     HalvesSampler,
     SearchTask,
@@ -483,6 +488,98 @@ def test_drc_refuses_a_primal_without_its_dual(data, tmp_path):
         _run_drc(plain, data_dir, tmp_path / "x")
 
 
+def _select(primal, data_dir, where, criterion, seed=0):
+    return pipeline.select_uniform(
+        primal=primal,
+        data=data_dir,
+        scale=2,
+        ratio=0.5,
+        criterion=criterion,
+        selection=SELECTION,
+        lam=0.1,
+        distill=1.0,
+        seed=seed,
+        out=where / f"{criterion}{seed}.safetensors",
+        log=where / f"{criterion}{seed}.tsv",
+        stages=where / f"{criterion}{seed}",
+        progress=False,
+    )
+
+
+def test_diagnostic_selections_differ_only_in_the_channels_they_keep(primal, data, tmp_path):
+    """Every criterion prunes to the uniform widths; L1 keeps the largest filters, random
+    draws per seed, the legacy selection picks 4 per pass; a pruned model fine-tunes with the
+    shared schedule."""
+    data_dir, _ = data
+    reference, _ = load_model(primal)
+    kept = {}
+    for criterion, seed in [(c, 0) for c in pipeline.CRITERIA] + [("random", 1)]:
+        path = _select(primal, data_dir, tmp_path, criterion, seed)
+        model, meta = load_model(path)
+        assert meta["variant"] == f"pruned-{criterion}" and meta["size"] == 0.5
+        assert meta["widths"] == [max(candidate_widths(16, 0.5))] * 2
+        # the kept channels: the pruned first conv's filters are rows of the reference's
+        full, cut = reference.body[0].body[0].weight, model.body[0].body[0].weight
+        kept[criterion, seed] = [
+            next(j for j in range(16) if torch.equal(full[j], cut[i])) for i in range(len(cut))
+        ]
+    l1 = full.flatten(1).abs().sum(1)
+    assert sorted(kept["l1", 0]) == sorted(l1.argsort(descending=True)[:8].tolist())
+    assert kept["random", 0] != kept["random", 1]
+    log = pd.read_csv(tmp_path / "drc-legacy0.tsv", sep="\t")
+    assert (log.stage == "select0").sum() == 2  # 8 channels, 4 per pick
+    tuned = pipeline.tune_pruned(
+        primal=primal,
+        pruned=tmp_path / "random1.safetensors",
+        data=data_dir,
+        scale=2,
+        ratio=0.5,
+        seed=1,
+        out=tmp_path / "t.safetensors",
+        log=tmp_path / "t.tsv",
+        stages=tmp_path / "ts",
+        progress=False,
+        **COMMON,
+    )
+    meta = read_meta(tuned)
+    assert meta["variant"] == "tuned-random" and meta["widths"] == [8, 8]
+    assert len(pd.read_csv(tmp_path / "t.tsv", sep="\t")) == TINY["steps"]
+
+
+def test_plan_adds_the_diagnostic_arms():
+    paths = Paths(scales=[4], train_set="t", test_sets=["a"])
+    base = {"arch": "edsr", "args": {"n_resblocks": 2, "n_feats": 16}, "train": TINY}
+    section = {**SECTION, "diagnostic": {"ratio": 0.5, "seeds": [4, 5]}}
+    p = plan(section, {"seed": 3, "models": {"base": base}}, paths)
+    made = {m.name: m for m in p.made}
+    assert made["drc-xr50-random-s5"].params["seed"] == 5
+    assert made["drc-xr50-random-s5-ft"].inputs["pruned"] == "drc-xr50-random-s5"
+    assert made["drc-xr50-drc-legacy"].params["criterion"] == "drc-legacy"
+    assert "drc-xr50-l1-ft" not in made, "the tuned L1 arm is the baseline's"
+    assert p.roles["x-l1-tuned"] == ["drc-l1-r50-s0", "drc-l1-r50-s1", "drc-l1-r50-s2"]
+    assert {t.kind for t in p.tables} == {"table", "diagnostic"}
+    with pytest.raises(ValueError, match="one of drc.ratios"):
+        plan({**section, "diagnostic": {"ratio": 0.7}}, {"models": {"base": base}}, paths)
+
+
+def test_diagnostic_table_reads_arms_from_the_variants():
+    models = {
+        "p-l1": ("pruned-l1", 20.0), "p-d": ("pruned-drc", 22.0),
+        "l0": ("l1", 29.0), "l1": ("l1", 29.2), "t-d": ("tuned-drc", 29.5),
+        "t-r0": ("tuned-random", 29.0), "t-r1": ("tuned-random", 29.4),
+        "other": ("drc", 31.0),
+    }  # fmt: skip
+    rows = [{"model": m, "scale": 4, "variant": v, "psnr_y": p} for m, (v, p) in models.items()]
+    summary = pd.DataFrame(rows).drop(columns="variant").assign(set="S", ssim_y=0.8)
+    catalog = pd.DataFrame(rows).drop(columns="psnr_y").assign(method="drc", size=0.5)
+    table = diagnostic_table(summary, pd.DataFrame(), catalog, ratio=0.5)
+    assert table.loc["l1, after pruning (1 models)", "S ×4"] == "20.00 / 0.8000"
+    assert table.loc["l1, after fine-tuning (2 models)", "S ×4"] == "29.10 / 0.8000 (0.20)"
+    assert table.loc["drc − l1, fine-tuned", "S ×4"] == "+0.40 dB (drc better)"
+    assert table.loc["random − l1, fine-tuned", "S ×4"] == "+0.10 dB (within seed spread)"
+    assert not any("other" in i for i in table.index)
+
+
 SECTION = {
     "primal": "base",
     "ratios": [0.3, 0.5],
@@ -509,7 +606,7 @@ def test_plan_names_models_and_budgets():
         plan(SECTION, {"models": {"base": pruned}}, paths)
     with pytest.raises(ValueError, match="drc.primal.*edsr"):
         plan(SECTION, {"models": {"base": {**base, "arch": "rlfn"}}}, paths)
-    assert set(METHOD.steps) == {"primal", "drc", "l1"}
+    assert set(METHOD.steps) == {"primal", "drc", "l1", "select", "tune"}
 
 
 def test_figures_draw_ours_beside_the_authors_and_the_alpha_paths(primal, drc_run, tmp_path):

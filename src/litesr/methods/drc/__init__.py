@@ -91,6 +91,7 @@ def plan(section: dict[str, Any], config: dict[str, Any], paths: Paths) -> Plan:
             MadeModel(l1_name(ratio, s), "l1", {**inputs}, {"ratio": ratio, "seed": s, **common})
             for s in seeds
         ]
+    made += diagnostic_models(section, inputs, common, seed)
     scale0 = paths.scales[0]
     figures = [
         Figure(
@@ -136,7 +137,91 @@ def plan(section: dict[str, Any], config: dict[str, Any], paths: Paths) -> Plan:
     for ratio in ratios:
         roles[f"drc-{tag(ratio)}"] = [drc_name(ratio)]
         roles[f"l1-{tag(ratio)}"] = [l1_name(ratio, s) for s in seeds]
+    if "diagnostic" in section:
+        ratio = section["diagnostic"]["ratio"]
+        tables.append(
+            Table(
+                title=f"DRC: which channels to keep, at equal widths (r = {ratio:g})",
+                kind="diagnostic",
+                params={"ratio": ratio},
+                caption="Every block pruned to the same uniform width by five selections, "
+                "scored right after pruning and after the same fine-tuning (DRC's recipe and "
+                "objective). drc: the greedy selection with the primal's dual; drc-nodual: "
+                "the same with λ = 0 in its loss; drc-legacy: this port's earlier selection "
+                "(one batch per pass, 4 channels per pick, no re-fit, [0, 1] units, a fresh "
+                "dual); random and l1 over seeds (mean, spread max − min in brackets; the "
+                "tuned l1 models are the baseline's). A gap between selections is shown only "
+                "where it exceeds the spread.",
+            )
+        )
+        for criterion in CRITERIA:
+            arms = diagnostic_arms(section, seed)[criterion]
+            roles[f"x-{criterion}-pruned"] = arms["pruned"]
+            roles[f"x-{criterion}-tuned"] = arms["tuned"]
     return Plan(made=made, figures=figures, tables=tables, roles=roles)
+
+
+CRITERIA = ("l1", "random", "drc", "drc-nodual", "drc-legacy")
+"""Channel selections the diagnostic compares: filter L1 norm, uniformly random, DRC's greedy
+selection, the same without the dual term (λ = 0 in its loss), and the selection as this port
+made it before it followed the authors' code (``pipeline.LEGACY``)."""
+
+
+def diagnostic_arms(section: dict[str, Any], seed: int) -> dict[str, dict[str, list[str]]]:
+    """Model names of each selection of the diagnostic: pruned, then fine-tuned. L1 selection
+    is deterministic (one pruned model) and its tuned models are the baseline's at that ratio;
+    random draws one selection per seed; DRC's selections run once, with the workflow seed."""
+    diagnostic = section["diagnostic"]
+    ratio = diagnostic["ratio"]
+    if tag(ratio) not in {tag(r) for r in section["ratios"]}:
+        raise ValueError(f"drc.diagnostic.ratio: {ratio} must be one of drc.ratios")
+    seeds = section.get("baseline_seeds", [0, 1, 2])
+    random_seeds = diagnostic.get("seeds", seeds)
+    base = f"drc-x{tag(ratio)}"
+    arms = {
+        "l1": {"pruned": [f"{base}-l1"], "tuned": [l1_name(ratio, s) for s in seeds]},
+        "random": {
+            "pruned": [f"{base}-random-s{s}" for s in random_seeds],
+            "tuned": [f"{base}-random-s{s}-ft" for s in random_seeds],
+        },
+    }
+    for criterion in CRITERIA[2:]:
+        arms[criterion] = {"pruned": [f"{base}-{criterion}"], "tuned": [f"{base}-{criterion}-ft"]}
+    return arms
+
+
+def diagnostic_models(
+    section: dict[str, Any], inputs: dict[str, str], common: dict[str, Any], seed: int
+) -> list[MadeModel]:
+    """The diagnostic's pruned and fine-tuned models (none without ``drc.diagnostic``)."""
+    if "diagnostic" not in section:
+        return []
+    ratio = section["diagnostic"]["ratio"]
+    made = []
+    for criterion, arm in diagnostic_arms(section, seed).items():
+        seeds = section["diagnostic"].get("seeds", section.get("baseline_seeds", [0, 1, 2]))
+        arm_seeds = seeds if criterion == "random" else [seed]
+        for i, pruned in enumerate(arm["pruned"]):
+            params = {
+                "ratio": ratio,
+                "criterion": criterion,
+                "selection": section.get("selection", {}),
+                "lam": common["lam"],
+                "distill": common["distill"],
+                "seed": arm_seeds[i],
+            }
+            made.append(MadeModel(pruned, "select", {**inputs}, params))
+            if criterion != "l1":
+                tuned = {"primal": PRIMAL, "pruned": pruned, "data": "@train"}
+                made.append(
+                    MadeModel(
+                        arm["tuned"][i],
+                        "tune",
+                        tuned,
+                        {"ratio": ratio, "seed": arm_seeds[i], **common},
+                    )
+                )
+    return made
 
 
 METHOD = Method(
@@ -147,11 +232,16 @@ METHOD = Method(
         "primal": "litesr.methods.drc.pipeline:train_primal",
         "drc": "litesr.methods.drc.pipeline:drc_compress",
         "l1": "litesr.methods.drc.pipeline:l1_compress",
+        "select": "litesr.methods.drc.pipeline:select_uniform",
+        "tune": "litesr.methods.drc.pipeline:tune_pruned",
     },
     figures={
         "widths": "litesr.methods.drc.report:widths_figure",
         "alpha": "litesr.methods.drc.report:alpha_figure",
     },
-    tables={"table": "litesr.methods.drc.report:drc_table"},
+    tables={
+        "table": "litesr.methods.drc.report:drc_table",
+        "diagnostic": "litesr.methods.drc.report:diagnostic_table",
+    },
     claims=Path(__file__).with_name("claims.yaml"),
 )

@@ -10,6 +10,9 @@
 - ``l1``: the baseline at the same ratio: every block pruned to the uniform width (the largest
   search candidate) by filter L1 norm, then the same ``finetune`` as ``drc``'s: the same
   recipe, steps, schedule and objective (only the selection differs).
+- ``select`` and ``tune`` (the selection diagnostic): every block pruned to the uniform width
+  by one of :data:`CRITERIA`, and that pruned model fine-tuned as ``drc``'s; only the
+  selection differs between the criteria.
 
 The pruned channels are the inner ones of every EDSR residual block (the first conv's outputs,
 read by the second); the residual stream and the upsampler keep their widths. Pruned models
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +33,7 @@ from torch import Tensor, nn
 
 from litesr.atomic import atomic_path
 from litesr.compress.prune import apply_pruning, l1_norm, select_channels
+from litesr.methods.drc import CRITERIA
 from litesr.methods.drc.dual import DualNet, DualTask, dual_from_meta, dual_meta
 from litesr.methods.drc.search import HalvesSampler, SearchTask, alpha_lr, candidate_widths
 from litesr.methods.drc.select import LayerSelection, Selection
@@ -43,6 +48,10 @@ from litesr.tsv import write_tsv
 NAME = "drc"
 ALPHA_WEIGHT_DECAY = 1e-3
 """The authors' weight decay of α (``alpha_weight_decay``)."""
+LEGACY = {"pick": 4, "refit_steps": 0, "units": 1.0}
+"""The port's earlier selection (with the configured batch and patch size): one batch per
+pass, 4 channels per pick, no re-fit, the loss in [0, 1] units, and a freshly initialised
+dual network."""
 
 
 def layer_pairs(model: nn.Module) -> dict[str, str]:
@@ -184,8 +193,17 @@ class _Compression:
 
         return search
 
-    def select(self, i: int, producer: str, settings: Selection) -> StageFn:
-        """Stage: block ``i``'s channels, picked greedily (the dual frozen), the rest removed."""
+    def select(
+        self,
+        i: int,
+        producer: str,
+        settings: Selection,
+        width: int | None = None,
+        lam: float | None = None,
+        dual: nn.Module | None = None,
+    ) -> StageFn:
+        """Stage: block ``i``'s channels, picked greedily (the dual frozen), the rest removed;
+        ``width`` defaults to the searched one, ``lam`` and ``dual`` to the compression's."""
 
         def select(model: nn.Module, files: StageFiles) -> nn.Module:
             model = model.to(self.run.dev)
@@ -193,9 +211,16 @@ class _Compression:
             sampler = sampler_for(self.data, self.scale, patches)
             gen = torch.Generator().manual_seed(self.seed + 1000 + i)
             chooser = LayerSelection(
-                model, self.reference, self.dual, self.lam, sampler, settings, gen
+                model,
+                self.reference,
+                self.dual if dual is None else dual,
+                self.lam if lam is None else lam,
+                sampler,
+                settings,
+                gen,
             )
-            kept = chooser(self.pairs[producer], self.found()["widths"][producer])
+            keep = self.found()["widths"][producer] if width is None else width
+            kept = chooser(self.pairs[producer], keep)
             n = model.get_submodule(producer).out_channels
             _pruned(model, {producer: sorted(set(range(n)) - set(kept))})
             write_tsv(pd.DataFrame(chooser.log), files.log, float_format=None)
@@ -203,12 +228,22 @@ class _Compression:
 
         return select
 
-    def prune_uniform(self) -> StageFn:
-        """Stage: every block to the largest candidate width by filter L1 norm."""
-        uniform = {p: max(c) for p, c in self.candidates.items()}
+    @property
+    def uniform(self) -> dict[str, int]:
+        """The uniform width of every block at this ratio (its largest search candidate)."""
+        return {p: max(c) for p, c in self.candidates.items()}
+
+    def prune_uniform(self, random: bool = False) -> StageFn:
+        """Stage: every block to the uniform width by filter L1 norm (or, with ``random``,
+        keeping channels drawn uniformly with the compression's seed)."""
+        uniform = self.uniform
+        gen = torch.Generator().manual_seed(self.seed)
+
+        def draw(conv: nn.Conv2d) -> Tensor:
+            return torch.rand(conv.out_channels, generator=gen)
 
         def prune(model: nn.Module, files: StageFiles) -> nn.Module:
-            prune_to(model, uniform, l1_norm)
+            prune_to(model, uniform, draw if random else l1_norm)
             table = pd.DataFrame({"conv": list(uniform), "width": list(uniform.values())})
             write_tsv(table, files.log)
             return model
@@ -241,7 +276,7 @@ class _Compression:
             size=meta["ratio"],
             seed=self.seed,
             widths=block_widths(model),
-            uniform_width={p: max(c) for p, c in self.candidates.items()},
+            uniform_width=self.uniform,
             lam=self.lam,
             distill=self.distill,
             **meta,
@@ -303,3 +338,76 @@ def l1_compress(
         run.stage("finetune", l1.finetune(finetune, seed), key=finetune)
         model = run.stages(l1.start(), inputs=[primal, data], key=[ratio, lam, distill, seed])
         return l1.finish(model, "l1", ratio=ratio, primal=str(primal))
+
+
+def fresh_dual(dual: DualNet, seed: int) -> DualNet:
+    """A dual network of ``dual``'s shape with new default-initialised weights."""
+    torch.manual_seed(seed)
+    return DualNet(dual.scale, dual.n_feats, dual.slope).to(next(dual.parameters()).device)
+
+
+def select_uniform(
+    *,
+    primal: Path,
+    data: Path,
+    scale: int,
+    ratio: float,
+    criterion: str,
+    selection: dict[str, Any],
+    lam: float,
+    distill: float,
+    seed: int,
+    out: Path,
+    log: Path,
+    stages: Path,
+    device: str = "cpu",
+    progress: bool = True,
+) -> Path:
+    """The diagnostic's pruning: every block to the uniform width of ``ratio`` by
+    ``criterion`` (one of :data:`CRITERIA`), no fine-tuning."""
+    if criterion not in CRITERIA:
+        raise ValueError(f"drc.diagnostic: criterion {criterion!r} is not one of {CRITERIA}")
+    with _step(out, log, stages, device, progress) as run:
+        c = _Compression(run, primal, data, scale, ratio, lam, distill, seed)
+        if criterion in ("l1", "random"):
+            run.stage("prune", c.prune_uniform(random=criterion == "random"), key=c.uniform)
+        else:
+            legacy = criterion == "drc-legacy"
+            settings = Selection(**selection)
+            if legacy:
+                settings = Selection(**{**asdict(settings), **LEGACY, "patches": settings.batch})
+            dual = fresh_dual(c.dual, seed) if legacy else None
+            lam_used = 0.0 if criterion == "drc-nodual" else None
+            for i, producer in enumerate(c.pairs):
+                fn = c.select(i, producer, settings, c.uniform[producer], lam_used, dual)
+                run.stage(f"select{i}", fn, key=[criterion, asdict(settings)])
+        model = run.stages(c.start(), inputs=[primal, data], key=[ratio, criterion, lam, seed])
+        return c.finish(model, f"pruned-{criterion}", ratio=ratio, primal=str(primal))
+
+
+def tune_pruned(
+    *,
+    primal: Path,
+    pruned: Path,
+    data: Path,
+    scale: int,
+    ratio: float,
+    finetune: dict[str, Any],
+    lam: float,
+    distill: float,
+    seed: int,
+    out: Path,
+    log: Path,
+    stages: Path,
+    device: str = "cpu",
+    progress: bool = True,
+) -> Path:
+    """The diagnostic's fine-tuning: ``pruned`` (a :func:`select_uniform` model) tuned as
+    DRC's and L1's models are, with ``seed``."""
+    with _step(out, log, stages, device, progress) as run:
+        c = _Compression(run, primal, data, scale, ratio, lam, distill, seed)
+        start, meta = load_model(pruned)
+        run.stage("finetune", c.finetune(finetune, seed), key=finetune)
+        model = run.stages(start, inputs=[primal, pruned, data], key=[ratio, lam, distill, seed])
+        criterion = meta["variant"].removeprefix("pruned-")
+        return c.finish(model, f"tuned-{criterion}", ratio=ratio, primal=str(primal))

@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
+from litesr.methods.drc import CRITERIA  # noqa: E402
 from litesr.methods.drc.search import candidate_widths  # noqa: E402
 from litesr.models.store import read_meta  # noqa: E402
 from litesr.report.figures import save  # noqa: E402
@@ -102,12 +103,58 @@ def drc_table(
     return pd.DataFrame.from_dict(out, orient="index").fillna("")
 
 
-def _verdict(diff: float, spread: float, n: int) -> str:
+def diagnostic_table(
+    summary: pd.DataFrame, cost: pd.DataFrame, catalog: pd.DataFrame, ratio: float
+) -> pd.DataFrame:
+    """Rows: each selection of the diagnostic at ``ratio``, after pruning and after
+    fine-tuning (mean PSNR / SSIM over its models, the PSNR spread max − min in brackets where
+    there are several), then each selection's gap to L1 after fine-tuning with a verdict
+    against the larger of the two spreads. Arms come from the models' variants
+    (``pruned-<criterion>``, ``tuned-<criterion>``; the tuned L1 models are the ``l1``
+    baseline at that ratio)."""
+    info = catalog[["model", "scale", "method", "variant", "size"]]
+    info = info[(info.method == "drc") & ((info["size"] - ratio).abs() < 1e-9)]
+    rows = summary.merge(info, on=["model", "scale"])
+    rows["variant"] = rows.variant.replace({"l1": "tuned-l1"})
+    rows = rows[rows.variant.str.match(r"^(pruned|tuned)-")]
+    out: dict[str, dict[str, str]] = {}
+    tuned: dict[str, pd.DataFrame] = {}
+    for stage, label in (("pruned", "after pruning"), ("tuned", "after fine-tuning")):
+        for criterion in CRITERIA:
+            group = rows[rows.variant == f"{stage}-{criterion}"]
+            if not len(group):
+                continue
+            cells = {}
+            for (set_name, scale), g in group.groupby(["set", "scale"]):
+                text = f"{g.psnr_y.mean():.2f} / {g.ssim_y.mean():.4f}"
+                if g.model.nunique() > 1:
+                    text += f" ({g.psnr_y.max() - g.psnr_y.min():.2f})"
+                cells[f"{set_name} ×{scale}"] = text
+            out[f"{criterion}, {label} ({group.model.nunique()} models)"] = cells
+            if stage == "tuned":
+                tuned[criterion] = group
+    if "l1" in tuned:
+        base = tuned["l1"].groupby(["set", "scale"]).psnr_y
+        for criterion, group in tuned.items():
+            if criterion == "l1":
+                continue
+            psnr = group.groupby(["set", "scale"]).psnr_y
+            spread = pd.concat([base.max() - base.min(), psnr.max() - psnr.min()], axis=1).max(axis=1)
+            diff = psnr.mean() - base.mean()
+            n = max(tuned["l1"].model.nunique(), group.model.nunique())
+            out[f"{criterion} − l1, fine-tuned"] = {
+                f"{s} ×{k}": f"{v:+.2f} dB ({_verdict(v, spread[(s, k)], n, criterion)})"
+                for (s, k), v in diff.items()
+            }
+    return pd.DataFrame.from_dict(out, orient="index").fillna("")
+
+
+def _verdict(diff: float, spread: float, n: int, name: str = "DRC") -> str:
     if n < 2:
         return "one seed: no spread"
     if abs(diff) <= spread:
         return "within seed spread"
-    return "DRC better" if diff > 0 else "DRC worse"
+    return f"{name} better" if diff > 0 else f"{name} worse"
 
 
 def _authors_widths() -> dict:
