@@ -1,4 +1,4 @@
-"""Channel pruning on the dependency graph and RepBlock re-parameterisation."""
+"""Channel pruning on the dependency graph; RepBlock and Conv3XC re-parameterisation."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ import copy
 
 import pytest
 import torch
+import torch.nn.functional as F
 from skimage import data
 from torch import Tensor, nn
 
 from litesr.compress import (
+    Conv3XC,
     RepBlock,
     apply_pruning,
     conv_widths,
@@ -18,6 +20,7 @@ from litesr.compress import (
     l1_norm,
     l2_norm,
     mask_channels,
+    merge_1x1_then_valid,
     merge_parallel,
     merge_sequential_1x1,
     prune_channels,
@@ -258,11 +261,52 @@ def test_merge_helpers() -> None:
         merge_parallel([c3, nn.Conv2d(4, 6, 3, stride=2, padding=1)])
 
 
+@pytest.mark.parametrize(("in_ch", "out_ch", "gain"), [(8, 8, 2), (3, 8, 2), (8, 5, 1), (6, 6, 3)])
+def test_conv3xc_merge_is_exact(in_ch, out_ch, gain) -> None:
+    """SPAN's training form against its merged deploy form, border pixels included, within
+    fp32 rounding."""
+    block = _randomize(Conv3XC(in_ch, out_ch, gain=gain), seed=in_ch + out_ch + gain)
+    merged = block.merge()
+    assert merged.kernel_size == (3, 3) and merged.padding == (1, 1)
+    assert merged.weight.shape == (out_ch, in_ch, 3, 3) and merged.bias is not None
+    x = torch.randn(2, in_ch, 11, 13, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        torch.testing.assert_close(merged(x), block(x), atol=1e-5, rtol=1e-5)
+
+
+def test_conv3xc_merge_on_an_image_keeps_its_border() -> None:
+    block = _randomize(Conv3XC(3, 16), seed=7)
+    x = _astronaut()
+    with torch.no_grad():
+        expected = block(x)
+        out = block.merge()(x)
+    border = torch.ones_like(expected, dtype=torch.bool)
+    border[..., 1:-1, 1:-1] = False
+    torch.testing.assert_close(out[border], expected[border], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_merge_1x1_then_valid() -> None:
+    """1×1 then an unpadded 3×3 on the zero-padded input: the 1×1's bias reaches the border
+    as the merged conv's bias does, so the merge is exact (a 'same' 3×3 is refused)."""
+    c1, c3 = nn.Conv2d(4, 6, 1), nn.Conv2d(6, 5, 3)
+    _randomize(nn.ModuleList([c1, c3]), seed=8)
+    x = torch.randn(1, 4, 9, 7)
+    with torch.no_grad():
+        expected = c3(c1(F.pad(x, [1, 1, 1, 1])))
+        torch.testing.assert_close(merge_1x1_then_valid(c1, c3)(x), expected, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="unpadded"):
+        merge_1x1_then_valid(c1, nn.Conv2d(6, 5, 3, padding=1))
+    with pytest.raises(ValueError, match="unpadded"):
+        merge_1x1_then_valid(nn.Conv2d(4, 6, 3, padding=1), c3)
+
+
 def test_reparameterize_model() -> None:
     model = nn.Sequential(
         RepBlock(3, 8, expand=32),
         nn.LeakyReLU(0.05),
         nn.Sequential(RepBlock(8, 8, expand=32), nn.ReLU(), RepBlock(8, 8, expand=32, bias=False)),
+        Conv3XC(8, 8),
         RepBlock(8, 3, expand=32),
     )
     _randomize(model, seed=6)
@@ -271,6 +315,6 @@ def test_reparameterize_model() -> None:
         expected = model(x)
         assert reparameterize(model) is model
         out = model(x)
-    assert not any(isinstance(m, RepBlock) for m in model.modules())
-    assert sum(isinstance(m, nn.Conv2d) for m in model.modules()) == 4
+    assert not any(isinstance(m, RepBlock | Conv3XC) for m in model.modules())
+    assert sum(isinstance(m, nn.Conv2d) for m in model.modules()) == 5
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)

@@ -12,14 +12,17 @@ from litesr.compress.prune import (
     select_channels,
 )
 from litesr.compress.reparam import (
+    Conv3XC,
     RepBlock,
     identity_kernel,
+    merge_1x1_then_valid,
     merge_parallel,
     merge_sequential_1x1,
     reparameterize,
 )
 
 __all__ = [
+    "Conv3XC",
     "Importance",
     "RepBlock",
     "apply_pruning",
@@ -29,6 +32,7 @@ __all__ = [
     "l1_norm",
     "l2_norm",
     "mask_channels",
+    "merge_1x1_then_valid",
     "merge_parallel",
     "merge_sequential_1x1",
     "prune_channels",

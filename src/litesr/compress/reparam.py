@@ -1,13 +1,20 @@
 """Structural re-parameterisation: merge linear multi-branch blocks into one convolution.
 
 All convolutions here have stride 1, dilation 1, one group and "same" zero padding
-(``kernel_size // 2``). Kernels are combined in float64 and cast back to the weights' dtype.
+(``kernel_size // 2``), but the unpadded k×k of :func:`merge_1x1_then_valid`. Kernels are
+combined in float64 and cast back to the weights' dtype.
 
 Order matters for sequential merges: in conv3×3 → conv1×1 the 1×1 sees ``conv3x3(x) + b1``
 at every pixel, borders included (the zero padding is applied to ``x``), so the merged
 kernel ``W2 · W1`` with bias ``W2 · b1 + b2`` is exact everywhere. The reverse order,
-conv1×1 → conv3×3, would pad the 1×1's output with zeros where the merged conv pads ``x``
-with zeros, i.e. it would need the padding value ``b1``; it is not offered.
+conv1×1 → conv3×3 with "same" padding, would pad the 1×1's output with zeros where the merged
+conv pads ``x`` with zeros, i.e. it would need the padding value ``b1``; it is not offered. It
+is exact when the *input* is zero-padded first and the k×k conv has no padding of its own
+(SPAN's Conv3XC): then the 1×1 turns the padded zeros into ``b1`` at the border, as the merged
+conv's bias does (:func:`merge_1x1_then_valid`).
+
+Two training-time blocks merge into one 3×3 conv: DIPNet's :class:`RepBlock` and SPAN's
+:class:`Conv3XC`; :func:`reparameterize` merges every one of either in a network.
 """
 
 from __future__ import annotations
@@ -80,6 +87,30 @@ def merge_sequential_1x1(first: nn.Conv2d, second: nn.Conv2d) -> nn.Conv2d:
     return _conv_from(weight, bias if has_bias else None, first)
 
 
+def merge_1x1_then_valid(first: nn.Conv2d, second: nn.Conv2d) -> nn.Conv2d:
+    """One k×k 'same' conv equal to ``second(first(pad(x)))``: ``first`` 1×1, ``second`` k×k
+    without padding, ``pad`` zero-padding ``x`` by ``k // 2`` on every side."""
+    _check_same_conv(first)
+    k = second.kernel_size
+    if (
+        first.kernel_size != (1, 1)
+        or k[0] != k[1]
+        or k[0] % 2 == 0
+        or second.stride != (1, 1)
+        or second.dilation != (1, 1)
+        or second.groups != 1
+        or second.padding != (0, 0)
+        or second.in_channels != first.out_channels
+    ):
+        raise ValueError(f"{second} is not an unpadded k×k conv taking the output of 1×1 {first}")
+    w1 = first.weight.detach().double().flatten(1)  # mid × in
+    w2 = second.weight.detach().double()  # out × mid × k × k
+    weight = torch.einsum("omkl,mi->oikl", w2, w1)
+    bias = w2.sum((2, 3)) @ _bias64(first) + _bias64(second)
+    has_bias = first.bias is not None or second.bias is not None
+    return _conv_from(weight, bias if has_bias else None, first)
+
+
 def merge_parallel(convs: Sequence[nn.Conv2d]) -> nn.Conv2d:
     """One conv equal to ``sum(conv(x) for conv in convs)``; kernels are zero-padded to the
     largest size (1×1 → 3×3 puts the weight at the centre)."""
@@ -133,12 +164,43 @@ class RepBlock(nn.Module):
         return merged
 
 
-def reparameterize(model: nn.Module) -> nn.Module:
-    """Replace every :class:`RepBlock` in ``model`` by its merged conv, in place.
+class Conv3XC(nn.Module):
+    """SPAN's re-parameterisable 3×3 conv (Wan et al., CVPRW 2024), training-time form.
 
-    Returns ``model`` (or the merged conv when ``model`` itself is a RepBlock).
+    On ``x`` zero-padded by one pixel: a 1×1 conv to ``gain · in_channels``, an unpadded 3×3
+    conv to ``gain · out_channels``, a 1×1 conv to ``out_channels``; plus a parallel 1×1 conv
+    of ``x``. All convs have biases. :meth:`merge` returns the single 3×3 conv computing the
+    same function (SPAN's deploy form).
     """
-    if isinstance(model, RepBlock):
+
+    def __init__(self, in_channels: int, out_channels: int, gain: int = 2) -> None:
+        super().__init__()
+        self.expand_conv = nn.Conv2d(in_channels, gain * in_channels, 1)
+        self.mid_conv = nn.Conv2d(gain * in_channels, gain * out_channels, 3)
+        self.reduce_conv = nn.Conv2d(gain * out_channels, out_channels, 1)
+        self.skip_conv = nn.Conv2d(in_channels, out_channels, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.reduce_conv(self.mid_conv(self.expand_conv(F.pad(x, [1, 1, 1, 1]))))
+        return out + self.skip_conv(x)
+
+    def merge(self) -> nn.Conv2d:
+        """The equivalent 3×3 conv (new parameters, same device and dtype)."""
+        inner = merge_1x1_then_valid(self.expand_conv, self.mid_conv)
+        return merge_parallel([merge_sequential_1x1(inner, self.reduce_conv), self.skip_conv])
+
+
+MERGEABLE = (RepBlock, Conv3XC)
+"""The training-time blocks :func:`reparameterize` merges, each by its ``merge()``."""
+
+
+def reparameterize(model: nn.Module) -> nn.Module:
+    """Replace every :class:`RepBlock` and :class:`Conv3XC` in ``model`` by its merged conv,
+    in place.
+
+    Returns ``model`` (or the merged conv when ``model`` itself is such a block).
+    """
+    if isinstance(model, MERGEABLE):
         return model.merge()
     for name, child in model.named_children():
         setattr(model, name, reparameterize(child))
