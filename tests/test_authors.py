@@ -34,6 +34,7 @@ README = {
     ("ail_vdsr13_ail_x4", 4): 31.01,
     ("dipnet_x4", 4): 31.81,
     ("rlfn_ntire2024_x4", 4): 32.10,
+    ("span_ch28_ntire2024_x4", 4): 31.75,
     ("ail_vdsr64_teacher", 2): 37.52,
     ("ail_vdsr13_plain", 2): 36.83,
     ("ail_vdsr13_ail_x2", 2): 37.36,
@@ -81,9 +82,10 @@ def test_key_map_covers_our_architecture(release: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("release", "params"), [("dipnet_x4", 243_252), ("rlfn_ntire2024_x4", 317_218)]
+    ("release", "params"),
+    [("dipnet_x4", 243_252), ("rlfn_ntire2024_x4", 317_218), ("span_ch28_ntire2024_x4", 150_688)],
 )
-def test_rlfn_releases_have_the_published_parameter_count(release: str, params: int) -> None:
+def test_peer_releases_have_the_published_parameter_count(release: str, params: int) -> None:
     rel = RELEASES[release]
     model = build(rel.arch, scale=4, **rel.args)
     assert sum(p.numel() for p in model.parameters()) == params

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -11,17 +12,20 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from litesr.compress.reparam import reparameterize
 from litesr.data.color import rgb_to_ycbcr, ycbcr_to_rgb
 from litesr.data.resize import imresize
 from litesr.data.resize_torch import bicubic_matrix, upsample_bicubic
 from litesr.models import available, build
 from litesr.models.limits import check_size
+from litesr.models.span import RGB_MEAN
 from litesr.models.store import load_model, read_meta, save_model
 
 SMALL = {
     "edsr": {"n_resblocks": 2, "n_feats": 8},
     "vdsr": {"width": 8, "depth": 5},
     "rlfn": {"feature_channels": 8, "mid_channels": 6, "esa_channels": 4, "n_blocks": 2},
+    "span": {"feature_channels": 8, "n_blocks": 2},
 }
 DIPNET = {"feature_channels": 44, "mid_channels": 38, "esa_channels": 16, "n_blocks": 4}
 
@@ -31,11 +35,11 @@ def n_params(model: nn.Module) -> int:
 
 
 def test_registry_lists_models() -> None:
-    assert {"edsr", "vdsr", "rlfn"} <= set(available())
+    assert {"edsr", "vdsr", "rlfn", "span"} <= set(available())
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
-@pytest.mark.parametrize("arch", ["edsr", "vdsr", "rlfn"])
+@pytest.mark.parametrize("arch", ["edsr", "vdsr", "rlfn", "span"])
 def test_output_shape(arch: str, scale: int) -> None:
     torch.manual_seed(0)
     model = build(arch, scale=scale, **SMALL[arch])
@@ -66,6 +70,8 @@ def test_return_features(arch: str) -> None:
         ("vdsr", {"width": 64, "depth": 20}, 664_704),
         ("vdsr", {"width": 13, "depth": 20}, 27_612),
         ("edsr", {"n_resblocks": 16, "n_feats": 64}, 1_517_571),
+        ("span", {"feature_channels": 28}, 150_688),  # the NTIRE 2024 winner, deploy form
+        ("span", {}, 426_288),  # SPAN-48, the authors' default width
     ],
 )
 def test_parameter_count(arch: str, kwargs: dict, expected: int) -> None:
@@ -90,6 +96,38 @@ def test_rlfn_rgb_range_feeds_its_weights_the_pixel_values_they_were_trained_for
     with pytest.raises(ValueError, match="rgb_range must be a positive"):
         build("rlfn", scale=2, rgb_range=0)
     assert check_size("rlfn", {"scale": 4, "rgb_range": 255}) == check_size("rlfn", {"scale": 4})
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_span_training_form_merges_into_its_deploy_form(scale: int) -> None:
+    """Every Conv3XC merged by compress.reparam: the deploy form loads the merged weights
+    under the same keys and gives the training form's output within fp32 rounding."""
+    torch.manual_seed(0)
+    args = {"scale": scale, **SMALL["span"]}
+    training = build("span", conv3xc_gain=2, **args).eval()
+    with torch.no_grad():
+        for p in training.parameters():
+            p.copy_(torch.randn_like(p) * (0.05 if p.dim() > 1 else 0.2))
+    deploy = build("span", **args).eval()
+    deploy.load_state_dict(reparameterize(copy.deepcopy(training)).state_dict())
+    x = torch.rand(1, 3, 13, 16)
+    with torch.no_grad():
+        expected = training(x)
+        torch.testing.assert_close(deploy(x), expected, rtol=1e-4, atol=1e-4 * expected.abs().max())
+
+
+def test_span_feeds_its_head_the_mean_shifted_image_times_255() -> None:
+    """RGB in [0, 1] outside; the head conv sees 255 · (x − DIV2K mean), as the authors'."""
+    model = build("span", scale=2, **SMALL["span"]).eval()
+    assert "mean" not in model.state_dict()  # a constant, not a weight
+    seen = []
+    model.conv_1.register_forward_hook(lambda _m, args, _out: seen.append(args[0]))
+    x = torch.rand(1, 3, 5, 6)
+    with torch.no_grad():
+        model(x)
+    torch.testing.assert_close(seen[0], (x - torch.tensor(RGB_MEAN).view(1, 3, 1, 1)) * 255)
+    with pytest.raises(ValueError, match="at least one block"):
+        build("span", scale=2, n_blocks=0)
 
 
 def test_vdsr_has_no_biases_and_he_init() -> None:
@@ -151,7 +189,7 @@ def test_build_errors() -> None:
         build("edsr", scale=5)
 
 
-@pytest.mark.parametrize("arch", ["edsr", "vdsr", "rlfn"])
+@pytest.mark.parametrize("arch", ["edsr", "vdsr", "rlfn", "span"])
 def test_store_round_trip(arch: str, tmp_path: Path) -> None:
     torch.manual_seed(0)
     args = {"scale": 2, **SMALL[arch]}

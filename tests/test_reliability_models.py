@@ -42,6 +42,11 @@ SHAPES = {
         },
         {"scale": 2, "n_blocks": 2, "block_widths": [[3, 4], [5, 6]], "bias": True},
     ],
+    "span": [
+        {"scale": 4},
+        {"scale": 4, "feature_channels": 28},
+        {"scale": 3, "feature_channels": 6, "n_blocks": 2, "conv3xc_gain": 2},
+    ],
     "vdsr": [{"scale": 2}, {"scale": 3, "width": 5, "depth": 3}],
     "plain": [
         {"scale": 4},

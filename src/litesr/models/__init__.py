@@ -63,6 +63,6 @@ def arch_of(model: nn.Module) -> tuple[str, dict]:
         raise ValueError(f"{type(model).__name__} was not made by litesr.models.build") from None
 
 
-from litesr.models import edsr, plain, rlfn, vdsr  # noqa: E402  (modules register on import)
+from litesr.models import edsr, plain, rlfn, span, vdsr  # noqa: E402  (modules register on import)
 
-__all__ = ["arch_of", "available", "build", "edsr", "plain", "register", "rlfn", "vdsr"]
+__all__ = ["arch_of", "available", "build", "edsr", "plain", "register", "rlfn", "span", "vdsr"]

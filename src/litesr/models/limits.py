@@ -38,7 +38,7 @@ MAX_LAYERS = 10_000
 MAX_PROBE = 4096
 # The smallest LR side of each architecture, whatever its arguments (rlfn: its attention's
 # stride-2 3×3 conv, then a 7×7 max-pool, needs (side - 3) // 2 + 1 >= 7).
-MIN_SIDES = {"edsr": 1, "plain": 1, "rlfn": 15, "vdsr": 1}
+MIN_SIDES = {"edsr": 1, "plain": 1, "rlfn": 15, "span": 1, "vdsr": 1}
 
 
 @dataclass(frozen=True)
@@ -101,6 +101,23 @@ def _rlfn(a: dict[str, Any]) -> Size:
     return conv(3, f, 3, bias) + blocks + tail
 
 
+def _span(a: dict[str, Any]) -> Size:
+    f, gain = a["feature_channels"], a["conv3xc_gain"]
+
+    def conv3x3(c_in: int, c_out: int) -> Size:
+        if gain:  # Conv3XC: 1×1 to gain·in, 3×3 to gain·out, 1×1 back, parallel 1×1
+            return (
+                conv(c_in, gain * c_in, 1)
+                + conv(gain * c_in, gain * c_out, 3)
+                + conv(gain * c_out, c_out, 1)
+                + conv(c_in, c_out, 1)
+            )
+        return conv(c_in, c_out, 3)
+
+    body = conv3x3(f, f) * (3 * a["n_blocks"]) + conv3x3(f, f) + conv(4 * f, f, 1)
+    return conv3x3(3, f) + body + conv(f, 3 * a["scale"] ** 2, 3)
+
+
 def _vdsr(a: dict[str, Any]) -> Size:
     w = a["width"]
     return conv(1, w, 3, False) + conv(w, w, 3, False) * (a["depth"] - 2) + conv(w, 1, 3, False)
@@ -123,6 +140,7 @@ def _plain(a: dict[str, Any]) -> Size:
 FORMULAS: dict[str, Callable[[dict[str, Any]], Size]] = {
     "edsr": _edsr,
     "rlfn": _rlfn,
+    "span": _span,
     "vdsr": _vdsr,
     "plain": _plain,
 }
