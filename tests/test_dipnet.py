@@ -29,7 +29,7 @@ from litesr.methods.dipnet.pipeline import (
     reparam,
     round_files,
 )
-from litesr.methods.dipnet.report import ablation_table, pareto_front
+from litesr.methods.dipnet.report import ablation_table, pareto_front, scatter
 from litesr.methods.plan import Paths
 from litesr.models import arch_of, build
 from litesr.models.rlfn import DIPNET_ARGS, rlfn_key_map
@@ -347,6 +347,55 @@ def test_ablation_table_judges_against_the_seed_spread():
     assert verdict["+ pruning"].startswith("yes") and verdict["+ progressive"].startswith("no")
     assert table.loc["+ enhanced HR", "Δ PSNR vs previous"] == "+0.40"
     assert "GPU ms" not in table.columns and table.loc["+ pruning", "CPU ms"] == "5.00"
+
+
+def test_peers_join_the_table_and_the_scatter_by_their_metadata(tmp_path):
+    """Imported models other than the official DIPNet (``method`` "authors") are peers, named
+    by their release's paper; other methods' models stay out."""
+    models = ["s0", "s1", "off", "a", "b", "other"]
+    summary = pd.DataFrame(
+        {
+            "model": models,
+            "set": "Set5",
+            "scale": 4,
+            "psnr_y": [30.0, 30.2, 31.81, 32.10, 31.75, 29.0],
+            "ssim_y": 0.9,
+        }
+    )
+    cost = pd.DataFrame(
+        {"model": models, "scale": 4, "params": 1000, "cpu_latency_ms": [90, 91, 432, 471, 315, 5]}
+    )
+    catalog = pd.DataFrame(
+        {
+            "model": models,
+            "scale": 4,
+            "arch": "rlfn",
+            "method": ["dipnet", "dipnet", "authors", "authors", "authors", "drc"],
+            "variant": [
+                "alone",
+                "alone",
+                "dipnet_x4",
+                "rlfn_ntire2024_x4",
+                "span_ch28_ntire2024_x4",
+                "drc",
+            ],
+        }
+    )
+    table = ablation_table(summary, cost, catalog, teacher="t", official="off")
+    assert list(table.index)[-3:] == [
+        "official DIPNet (off)",
+        "peer: RLFN (a)",
+        "peer: SPAN (b)",
+    ]
+    assert table.loc["peer: SPAN (b)", "Set5 ×4"] == "31.75 / 0.9000"
+    assert table.loc["peer: SPAN (b)", "CPU ms"] == "315.00"
+    assert not any("other" in row for row in table.index)
+    files = {}
+    for name, frame in {"summary": summary, "cost": cost, "catalog": catalog}.items():
+        files[name] = tmp_path / f"{name}.tsv"
+        frame.to_csv(files[name], sep="\t", index=False)
+    out = scatter(**files, teacher="t", test_set="Set5", scale=4, out=tmp_path / "f.png")
+    assert out.is_file()
 
 
 def test_saved_pruned_network_loads_by_its_args(tmp_path):

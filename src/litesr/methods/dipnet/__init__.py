@@ -23,7 +23,8 @@ Every row of the ablation is its own reported model (``<name>-<stage>``, one mod
 Fine-tunes (pruning, progressive) learn from ``target``: the teacher's output (``enhanced``,
 as stage 2) or the HR patches. When the config imports the authors' ×4 weights (the
 ``authors`` method with release ``dipnet``), ``authors-dipnet`` joins the table and the
-scatter as the official DIPNet.
+scatter as the official DIPNet; every other imported model joins them as a peer (the CPU and
+GPU configs import NTIRE 2024's RLFN baseline and its winner SPAN).
 """
 
 from __future__ import annotations
@@ -164,7 +165,8 @@ def plan(section: dict[str, Any], config: dict[str, Any], paths: Paths) -> Plan:
             caption="Each row adds one stage; the student alone is the mean ± std of its "
             "seeds. PSNR-Y / SSIM-Y per set and scale; cost from the cost table. A change "
             "counts as beyond the seed spread when it exceeds the max − min of the "
-            "student-alone seeds in every set and scale.",
+            "student-alone seeds in every set and scale. The official DIPNet and the peers "
+            "(other imported releases, named by paper) close the table.",
         )
     ]
     figures = [
@@ -175,7 +177,8 @@ def plan(section: dict[str, Any], config: dict[str, Any], paths: Paths) -> Plan:
             files={"summary": paths.summary, "cost": paths.cost, "catalog": paths.catalog},
             params={**named, "test_set": fig_set, "scale": paths.scales[-1]},
             caption=f"PSNR-Y on {fig_set} ×{paths.scales[-1]} against batch-1 CPU latency; "
-            "the dashed line joins the Pareto-optimal models.",
+            "peers (other imported releases) as diamonds; the dashed line joins the "
+            "Pareto-optimal models.",
         )
     ]
     roles = {stage: [model(stage)] for stage in ("ehr", "anchors", "reparam", "pruned")}

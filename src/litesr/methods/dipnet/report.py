@@ -1,7 +1,9 @@
 """DIPNet's report pieces: the per-stage ablation table and the latency-vs-PSNR scatter.
 
 Stages come from each model file's metadata (the catalog's ``method`` and ``variant``); the
-teacher and the authors' release are named by the plan.
+teacher and the authors' release are named by the plan. Every other imported model (``method``
+"authors": the field's peers, e.g. NTIRE 2024's RLFN baseline and SPAN winner) joins both as a
+peer, named by its release's paper.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from litesr.models.releases import releases  # noqa: E402
 from litesr.report.figures import save  # noqa: E402
 
 STAGES = {
@@ -35,6 +38,17 @@ COST = {
 }
 
 
+PEER = "peer: "
+"""The stage of a peer starts with this, then names it (:func:`peer_stage`)."""
+
+
+def peer_stage(model: str, variant: str) -> str:
+    """The stage of an imported model other than the official DIPNet: its release's paper
+    and the model's name (the name alone for a variant that is no declared release)."""
+    rel = releases().get(variant)
+    return f"{PEER}{rel.paper} ({model})" if rel else f"{PEER}{model}"
+
+
 def family(
     summary: pd.DataFrame,
     cost: pd.DataFrame,
@@ -42,12 +56,18 @@ def family(
     teacher: str,
     official: str | None,
 ) -> pd.DataFrame:
-    """Accuracy and cost rows of the teacher, every DIPNet stage and the authors' release,
-    with a ``stage`` column (the variant; ``teacher`` and ``official`` for the named ones)."""
+    """Accuracy and cost rows of the teacher, every DIPNet stage, the authors' release and the
+    peers, with a ``stage`` column (the variant; ``teacher`` and ``official`` for the named
+    ones, :func:`peer_stage` for the peers)."""
     info = catalog[["model", "scale", "method", "variant"]].copy()
     info.loc[info.model == teacher, ["method", "variant"]] = ["dipnet", "teacher"]
     if official:
         info.loc[info.model == official, ["method", "variant"]] = ["dipnet", "official"]
+    peers = info.method == "authors"
+    info.loc[peers, "variant"] = [
+        peer_stage(m, v) for m, v in zip(info.model[peers], info.variant[peers], strict=True)
+    ]
+    info.loc[peers, "method"] = "dipnet"
     info = info[info.method == "dipnet"].rename(columns={"variant": "stage"})
     rows = summary.merge(info.drop(columns="method"), on=["model", "scale"])
     keep = ["model", "scale", *[c for c in COST if c in cost]]
@@ -72,7 +92,7 @@ def ablation_table(
     """One row per stage (the student alone as mean ± std over its seeds), PSNR / SSIM per set
     and scale, the cost columns (GPU ones when measured), the PSNR change against the previous
     stage and whether it exceeds the seed spread (max − min of the student-alone seeds) in
-    every set and scale."""
+    every set and scale; then the official DIPNet and the peers."""
     rows = family(summary, cost, catalog, teacher, official)
     rows["column"] = rows.set + " ×" + rows.scale.astype(str)
     cost_cols = [c for c in COST if c in rows and rows[c].notna().any()]
@@ -110,10 +130,12 @@ def ablation_table(
                 f"{verdict} (spread {' / '.join(f'{s:.2f}' for s in spread.loc['alone'])} dB)"
             )
         previous = stage
-    if "official" in mean.index:
-        out[f"official DIPNet ({official})"] = {
-            **{c: f"{mean.at['official', c]:.2f} / {ssim.at['official', c]:.4f}" for c in mean},
-            **_cost_cells(first.loc["official"], cost_cols),
+    named = {f"official DIPNet ({official})": "official"} if "official" in mean.index else {}
+    named |= {stage: stage for stage in sorted(mean.index) if stage.startswith(PEER)}
+    for label, stage in named.items():
+        out[label] = {
+            **{c: f"{mean.at[stage, c]:.2f} / {ssim.at[stage, c]:.4f}" for c in mean},
+            **_cost_cells(first.loc[stage], cost_cols),
         }
     return pd.DataFrame.from_dict(out, orient="index").fillna("")
 
@@ -141,17 +163,28 @@ def scatter(
     official: str | None = None,
 ) -> Path:
     """CPU latency against PSNR-Y on one set and scale for the teacher, each stage (every
-    seed of the student alone) and the authors' release; the Pareto front drawn as a line."""
+    seed of the student alone), the authors' release and the peers (diamonds); the Pareto
+    front drawn as a line."""
     rows = family(*(pd.read_csv(p, sep="\t") for p in (summary, cost, catalog)), teacher, official)
     rows = rows[(rows.set == test_set) & (rows.scale == scale)].reset_index(drop=True)
     if rows.empty:
         raise ValueError(f"no DIPNet model was evaluated on {test_set} ×{scale}")
     fig, ax = plt.subplots(figsize=(7, 4.6))
     labels = {"teacher": f"teacher ({teacher})", "official": "official DIPNet", **STAGES}
-    order = [s for s in ["teacher", *STAGES, "official"] if s in set(rows.stage)]
+    peers = sorted(s for s in set(rows.stage) if s.startswith(PEER))
+    labels |= {s: s.removeprefix(PEER) for s in peers}
+    order = [s for s in ["teacher", *STAGES, "official"] if s in set(rows.stage)] + peers
     for i, stage in enumerate(order):
         group = rows[rows.stage == stage]
-        ax.scatter(group.cpu_latency_ms, group.psnr_y, s=60, color=f"C{i}", label=labels[stage])
+        marker = "D" if stage in peers else "o"
+        ax.scatter(
+            group.cpu_latency_ms,
+            group.psnr_y,
+            s=60,
+            marker=marker,
+            color=f"C{i % 10}",
+            label=labels[stage],
+        )
     front = pareto_front(rows.cpu_latency_ms.to_numpy(), rows.psnr_y.to_numpy())
     ax.plot(
         rows.cpu_latency_ms[front], rows.psnr_y[front], "k--", linewidth=1, label="Pareto front"
@@ -160,5 +193,5 @@ def scatter(
     ax.set_xlabel("CPU latency (ms, batch 1)")
     ax.set_ylabel(f"PSNR-Y on {test_set} ×{scale} (dB)")
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8)
-    ax.set_title("DIPNet family: latency against accuracy")
+    ax.set_title("DIPNet family and peers: latency against accuracy")
     return save(fig, out)
