@@ -562,6 +562,32 @@ def test_plan_adds_the_diagnostic_arms():
         plan({**section, "diagnostic": {"ratio": 0.7}}, {"models": {"base": base}}, paths)
 
 
+def test_plan_adds_seeds_of_both_primals():
+    paths = Paths(scales=[4], train_set="t", test_sets=["a"])
+    base = {"arch": "edsr", "args": {"n_resblocks": 2, "n_feats": 16}, "train": TINY}
+    p = plan({**SECTION, "primal_seeds": [7, 8]}, {"seed": 3, "models": {"base": base}}, paths)
+    assert [t.name for t in p.trained] == ["base-s7", "base-s8"]
+    assert p.trained[0].train["seed"] == 7 and p.trained[0].meta["variant"] == "nodual"
+    made = {m.name: m for m in p.made}
+    assert made["drc-primal-s8"].params["recipe"] == {**TINY, "seed": 8}
+    assert made["drc-primal"].params["recipe"]["seed"] == 3
+    assert made["drc-r30"].inputs["primal"] == "drc-primal", "only one primal is compressed"
+    assert p.roles["dual"] == ["drc-primal", "drc-primal-s7", "drc-primal-s8"]
+    with pytest.raises(ValueError, match="workflow seed"):
+        plan({**SECTION, "primal_seeds": [3]}, {"seed": 3, "models": {"base": base}}, paths)
+
+
+def test_table_judges_dual_against_the_seed_spread():
+    psnr = {"n0": ("nodual", 30.0), "n1": ("nodual", 30.1), "d0": ("dual", 30.2),
+            "d1": ("dual", 30.3)}  # fmt: skip
+    rows = [{"model": m, "scale": 4, "variant": v, "psnr_y": x} for m, (v, x) in psnr.items()]
+    summary = pd.DataFrame(rows).drop(columns="variant").assign(set="S", ssim_y=0.8)
+    catalog = pd.DataFrame(rows).drop(columns="psnr_y").assign(method="drc", size=0.0)
+    table = drc_table(summary, pd.DataFrame(columns=["model", "scale"]), catalog, "n0", 3)
+    assert table.loc["dual − no dual (2 seeds each)", "S ×4"] == "+0.20 dB (dual better)"
+    assert table.loc["primal, L1 only", "S ×4"] == "30.05 / 0.8000"
+
+
 def test_diagnostic_table_reads_arms_from_the_variants():
     models = {
         "p-l1": ("pruned-l1", 20.0), "p-d": ("pruned-drc", 22.0),

@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from litesr.methods.plan import Figure, MadeModel, Paths, Plan, Table
+from litesr.methods.plan import Figure, MadeModel, Paths, Plan, Table, TrainedModel
 from litesr.methods.registry import Method, lazy_exports
 
 __all__ = ["METHOD", "DualNet", "DualTask", "SearchTask", "candidate_widths"]
@@ -62,7 +62,7 @@ def plan(section: dict[str, Any], config: dict[str, Any], paths: Paths) -> Plan:
     seed = config.get("seed", 0)
     lam, distill = section.get("lam", 0.1), section.get("distill", 1.0)
     seeds = section.get("baseline_seeds", [0, 1, 2])
-    common = {"lam": lam, "distill": distill, "finetune": section["finetune"]}
+    common = {"lam": lam, "distill": distill, "finetune": section.get("finetune")}
     made = [
         MadeModel(
             name=PRIMAL,
@@ -77,6 +77,22 @@ def plan(section: dict[str, Any], config: dict[str, Any], paths: Paths) -> Plan:
             },
         )
     ]
+    if seed in section.get("primal_seeds", []):
+        raise ValueError(f"drc.primal_seeds: {seed} is the workflow seed, already trained")
+    trained = []
+    for extra in section.get("primal_seeds", []):
+        recipe = {**spec["train"], "seed": extra}
+        trained.append(
+            TrainedModel(
+                name=f"{section['primal']}-s{extra}",
+                arch="edsr",
+                args=args,
+                train=recipe,
+                meta={"method": "drc", "variant": "nodual", "size": 0.0},
+            )
+        )
+        dual_params = {**made[0].params, "recipe": recipe}
+        made.append(MadeModel(f"{PRIMAL}-s{extra}", "primal", {"data": "@train"}, dual_params))
     inputs = {"primal": PRIMAL, "data": "@train"}
     for ratio in ratios:
         params = {
@@ -119,6 +135,8 @@ def plan(section: dict[str, Any], config: dict[str, Any], paths: Paths) -> Plan:
             "authors' travel: lr × steps = 0.75).",
         ),
     ]
+    if not ratios:  # the primals only: nothing searched
+        figures = []
     tables = [
         Table(
             title="DRC: pruned primals against the unpruned ones and L1-norm pruning",
@@ -133,7 +151,11 @@ def plan(section: dict[str, Any], config: dict[str, Any], paths: Paths) -> Plan:
             "that spread.",
         )
     ]
-    roles = {"primal": [section["primal"]], "dual": [PRIMAL]}
+    extra = section.get("primal_seeds", [])
+    roles = {
+        "primal": [section["primal"], *(f"{section['primal']}-s{x}" for x in extra)],
+        "dual": [PRIMAL, *(f"{PRIMAL}-s{x}" for x in extra)],
+    }
     for ratio in ratios:
         roles[f"drc-{tag(ratio)}"] = [drc_name(ratio)]
         roles[f"l1-{tag(ratio)}"] = [l1_name(ratio, s) for s in seeds]
@@ -158,7 +180,7 @@ def plan(section: dict[str, Any], config: dict[str, Any], paths: Paths) -> Plan:
             arms = diagnostic_arms(section, seed)[criterion]
             roles[f"x-{criterion}-pruned"] = arms["pruned"]
             roles[f"x-{criterion}-tuned"] = arms["tuned"]
-    return Plan(made=made, figures=figures, tables=tables, roles=roles)
+    return Plan(made=made, trained=trained, figures=figures, tables=tables, roles=roles)
 
 
 CRITERIA = ("l1", "random", "drc", "drc-nodual", "drc-legacy")

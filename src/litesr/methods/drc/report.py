@@ -75,11 +75,18 @@ def drc_table(
         if variant in by_variant:
             out[label] = _cells(by_variant[variant])
     if {"nodual", "dual"} <= set(by_variant):
-        gain = (
-            by_variant["dual"].groupby(["set", "scale"]).psnr_y.mean()
-            - by_variant["nodual"].groupby(["set", "scale"]).psnr_y.mean()
-        )
-        out["dual − no dual"] = {f"{s} ×{k}": f"{v:+.2f} dB" for (s, k), v in gain.items()}
+        dual, plain = (by_variant[v].groupby(["set", "scale"]).psnr_y for v in ("dual", "nodual"))
+        gain = dual.mean() - plain.mean()
+        n = min(by_variant[v].model.nunique() for v in ("dual", "nodual"))
+        if n < 2:
+            out["dual − no dual"] = {f"{s} ×{k}": f"{v:+.2f} dB" for (s, k), v in gain.items()}
+        else:
+            spread = pd.concat([dual.max() - dual.min(), plain.max() - plain.min()], axis=1)
+            spread = spread.max(axis=1)
+            out[f"dual − no dual ({n} seeds each)"] = {
+                f"{s} ×{k}": f"{v:+.2f} dB ({_verdict(v, spread[(s, k)], n, 'dual')})"
+                for (s, k), v in gain.items()
+            }
     pruned = rows[rows.variant.isin(["drc", "l1"])]
     for ratio, group in pruned.groupby("ratio"):
         drc, l1 = group[group.variant == "drc"], group[group.variant == "l1"]
@@ -139,7 +146,9 @@ def diagnostic_table(
             if criterion == "l1":
                 continue
             psnr = group.groupby(["set", "scale"]).psnr_y
-            spread = pd.concat([base.max() - base.min(), psnr.max() - psnr.min()], axis=1).max(axis=1)
+            spread = pd.concat([base.max() - base.min(), psnr.max() - psnr.min()], axis=1).max(
+                axis=1
+            )
             diff = psnr.mean() - base.mean()
             n = max(tuned["l1"].model.nunique(), group.model.nunique())
             out[f"{criterion} − l1, fine-tuned"] = {
