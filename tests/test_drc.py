@@ -43,7 +43,8 @@ from litesr.methods.drc.search import (
 )
 from litesr.methods.drc.select import LayerSelection, Selection, channel_scores
 from litesr.methods.plan import Paths
-from litesr.models import build
+from litesr.models import arch_of, build
+from litesr.models.rlfn import fold_rgb_range
 from litesr.models.store import load_model, read_meta, save_model
 from litesr.train.loop import fit
 from litesr.train.patches import Pair, PatchSampler
@@ -606,6 +607,77 @@ def test_diagnostic_table_reads_arms_from_the_variants():
     assert not any("other" in i for i in table.index)
 
 
+def test_fold_rgb_range_keeps_the_output():
+    torch.manual_seed(0)
+    model = build("rlfn", scale=2, feature_channels=8, mid_channels=8, esa_channels=4,
+                  n_blocks=1, bias=True, rgb_range=255).eval()  # fmt: skip
+    x = torch.rand(1, 3, 20, 20)
+    with torch.no_grad():
+        before = model(x)
+        after = fold_rgb_range(model)(x)
+    assert model.rgb_range == 1 and arch_of(model)[1]["rgb_range"] == 1
+    torch.testing.assert_close(after, before, rtol=1e-5, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def rlfn_primal(data, tmp_path_factory):
+    """A tiny RLFN on 0–255 (as NTIRE 2024's release) with a dual fitted to it, frozen."""
+    where = tmp_path_factory.mktemp("rlfn")
+    torch.manual_seed(0)
+    args = {"feature_channels": 8, "mid_channels": 8, "esa_channels": 4, "n_blocks": 2,
+            "bias": True, "rgb_range": 255}  # fmt: skip
+    model = build("rlfn", scale=2, **args)
+    save_model(model, where / "release.safetensors", arch="rlfn", args={"scale": 2, **args})
+    out = pipeline.fit_dual(
+        primal=where / "release.safetensors",
+        data=data[0],
+        scale=2,
+        recipe={**TINY, "lr_patch": 16},
+        dual={"n_feats": 8},
+        lam=0.1,
+        out=where / "p.safetensors",
+        log=where / "p.tsv",
+        stages=where / "s",
+        progress=False,
+    )
+    return where / "release.safetensors", out
+
+
+def test_fit_dual_freezes_a_released_primal_and_folds_its_range(rlfn_primal):
+    release, fitted = rlfn_primal
+    original, _ = load_model(release)
+    model, meta = load_model(fitted)
+    assert meta["variant"] == "dual-fit" and "dual" in meta and model.rgb_range == 1
+    assert meta["widths"] == [[8, 8], [8, 8]]
+    x = torch.rand(1, 3, 20, 20)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), original(x), rtol=1e-5, atol=1e-5)  # frozen
+    fresh = dual_meta(DualNet(2, 8))
+    assert meta["dual"]["tensors"] != fresh["tensors"]
+
+
+def test_drc_and_l1_prune_both_inner_widths_of_every_rlfn_block(rlfn_primal, data, tmp_path):
+    _, primal = rlfn_primal
+    common = {**COMMON, "finetune": {**COMMON["finetune"], "lr_patch": 16}}
+    out = drc_compress(
+        primal=primal, data=data[0], scale=2, ratio=0.5,
+        search={**TINY, "steps": 2, "lr_patch": 16}, alpha={},
+        selection={**SELECTION, "lr_patch": 16}, seed=0,
+        out=tmp_path / "d.safetensors", log=tmp_path / "d.tsv", stages=tmp_path / "ds",
+        progress=False, **common,
+    )  # fmt: skip
+    model, meta = load_model(out)
+    assert len(meta["widths"]) == 2 and all(len(w) == 2 for w in meta["widths"])
+    assert all(w in candidate_widths(8, 0.5) for pair in meta["widths"] for w in pair)
+    assert torch.isfinite(model(torch.rand(1, 3, 20, 20))).all()
+    l1 = l1_compress(
+        primal=primal, data=data[0], scale=2, ratio=0.5, seed=0,
+        out=tmp_path / "l.safetensors", log=tmp_path / "l.tsv", stages=tmp_path / "ls",
+        progress=False, **common,
+    )  # fmt: skip
+    assert read_meta(l1)["widths"] == [[4, 4], [4, 4]]
+
+
 SECTION = {
     "primal": "base",
     "ratios": [0.3, 0.5],
@@ -632,7 +704,15 @@ def test_plan_names_models_and_budgets():
         plan(SECTION, {"models": {"base": pruned}}, paths)
     with pytest.raises(ValueError, match="drc.primal.*edsr"):
         plan(SECTION, {"models": {"base": {**base, "arch": "rlfn"}}}, paths)
-    assert set(METHOD.steps) == {"primal", "drc", "l1", "select", "tune"}
+    authors = {"reference": "r", "releases": ["rlfn_ntire2024"]}
+    released = {"scales": [4], "models": {}, "methods": {"authors": authors}}
+    section = {**SECTION, "primal": "authors-rlfn_ntire2024", "dual_fit": TINY}
+    p = plan(section, released, paths)
+    assert p.made[0].step == "fit_dual" and p.made[0].inputs["primal"] == "authors-rlfn_ntire2024"
+    assert "primal" not in p.roles and not p.trained  # no plain-vs-dual comparison
+    with pytest.raises(ValueError, match="needs `dual_fit`"):
+        plan(SECTION | {"primal": "authors-rlfn_ntire2024"}, released, paths)
+    assert set(METHOD.steps) == {"primal", "fit_dual", "drc", "l1", "select", "tune"}
 
 
 def test_figures_draw_ours_beside_the_authors_and_the_alpha_paths(primal, drc_run, tmp_path):

@@ -200,3 +200,23 @@ register_releases(
         ),
     ]
 )
+
+
+@torch.no_grad()
+def fold_rgb_range(model: RLFN) -> RLFN:
+    """Fold ``rgb_range`` into the first and last convolutions (in place): the first conv's
+    weights × range, the upsampler conv's weights and bias ÷ range; then ``rgb_range`` is 1.
+    The outputs are the same up to float rounding, and the network is a plain [0, 1] one
+    whose feature values keep their 0–range scale."""
+    r = float(model.rgb_range)
+    if r != 1:
+        model.conv_1.weight.mul_(r)
+        last = model.upsampler[0]
+        last.weight.div_(r)
+        if last.bias is not None:
+            last.bias.div_(r)
+        model.rgb_range = 1
+        if hasattr(model, "litesr_arch"):
+            arch, args = model.litesr_arch
+            model.litesr_arch = (arch, {**args, "rgb_range": 1})
+    return model

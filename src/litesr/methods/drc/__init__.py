@@ -47,15 +47,6 @@ def l1_name(ratio: float, seed: int) -> str:
 
 def plan(section: dict[str, Any], config: dict[str, Any], paths: Paths) -> Plan:
     """Both primals, the DRC and L1 models of every ratio, the widths figure and the table."""
-    spec = config["models"].get(section["primal"])
-    if spec is None or spec["arch"] != "edsr":
-        raise ValueError(
-            f"drc.primal: {section['primal']!r} must name an edsr model of `models` "
-            f"(got {spec['arch'] if spec else 'no such model'})"
-        )
-    args = spec.get("args", {})
-    if "block_widths" in args:
-        raise ValueError("drc.primal: the primal must be unpruned; its args set block_widths")
     ratios = section["ratios"]
     if len({tag(r) for r in ratios}) != len(ratios):
         raise ValueError(f"drc.ratios: {ratios} name the same model (ratios are kept to 1 %)")
@@ -63,36 +54,7 @@ def plan(section: dict[str, Any], config: dict[str, Any], paths: Paths) -> Plan:
     lam, distill = section.get("lam", 0.1), section.get("distill", 1.0)
     seeds = section.get("baseline_seeds", [0, 1, 2])
     common = {"lam": lam, "distill": distill, "finetune": section.get("finetune")}
-    made = [
-        MadeModel(
-            name=PRIMAL,
-            step="primal",
-            inputs={"data": "@train"},
-            params={
-                "arch": "edsr",
-                "args": args,
-                "recipe": {"seed": seed, **spec["train"]},
-                "dual": section.get("dual", {}),
-                "lam": lam,
-            },
-        )
-    ]
-    if seed in section.get("primal_seeds", []):
-        raise ValueError(f"drc.primal_seeds: {seed} is the workflow seed, already trained")
-    trained = []
-    for extra in section.get("primal_seeds", []):
-        recipe = {**spec["train"], "seed": extra}
-        trained.append(
-            TrainedModel(
-                name=f"{section['primal']}-s{extra}",
-                arch="edsr",
-                args=args,
-                train=recipe,
-                meta={"method": "drc", "variant": "nodual", "size": 0.0},
-            )
-        )
-        dual_params = {**made[0].params, "recipe": recipe}
-        made.append(MadeModel(f"{PRIMAL}-s{extra}", "primal", {"data": "@train"}, dual_params))
+    made, trained, primals = primal_models(section, config, seed, lam)
     inputs = {"primal": PRIMAL, "data": "@train"}
     for ratio in ratios:
         params = {
@@ -151,11 +113,7 @@ def plan(section: dict[str, Any], config: dict[str, Any], paths: Paths) -> Plan:
             "that spread.",
         )
     ]
-    extra = section.get("primal_seeds", [])
-    roles = {
-        "primal": [section["primal"], *(f"{section['primal']}-s{x}" for x in extra)],
-        "dual": [PRIMAL, *(f"{PRIMAL}-s{x}" for x in extra)],
-    }
+    roles = dict(primals)
     for ratio in ratios:
         roles[f"drc-{tag(ratio)}"] = [drc_name(ratio)]
         roles[f"l1-{tag(ratio)}"] = [l1_name(ratio, s) for s in seeds]
@@ -181,6 +139,68 @@ def plan(section: dict[str, Any], config: dict[str, Any], paths: Paths) -> Plan:
             roles[f"x-{criterion}-pruned"] = arms["pruned"]
             roles[f"x-{criterion}-tuned"] = arms["tuned"]
     return Plan(made=made, trained=trained, figures=figures, tables=tables, roles=roles)
+
+
+def primal_models(
+    section: dict[str, Any], config: dict[str, Any], seed: int, lam: float
+) -> tuple[list[MadeModel], list[TrainedModel], dict[str, list[str]]]:
+    """The dual primal every compression starts from, and the roles ``primal`` / ``dual``.
+
+    ``drc.primal`` names either an unpruned EDSR model of ``models`` (trained plainly by the
+    shared rule; ``drc-primal`` is the same trained with dual regression, and
+    ``primal_seeds`` adds seeds of both) or a model the ``authors`` method imports (EDSR or
+    RLFN, converged: ``drc-primal`` is it, frozen, with a dual network fitted to it for
+    ``dual_fit``; no plain-vs-dual comparison)."""
+    from litesr.models.releases import imported  # imports torch
+
+    name, dual = section["primal"], section.get("dual", {})
+    release = imported(config).get(name)
+    if release is not None:
+        if release.arch not in ("edsr", "rlfn") or "block_widths" in release.args:
+            raise ValueError(f"drc.primal: {name!r} is a {release.arch}; DRC prunes edsr or rlfn")
+        if "dual_fit" not in section or section.get("primal_seeds"):
+            raise ValueError(
+                f"drc: the imported primal {name!r} needs `dual_fit` (no primal_seeds)"
+            )
+        params = {"recipe": {"seed": seed, **section["dual_fit"]}, "dual": dual, "lam": lam}
+        fitted = MadeModel(PRIMAL, "fit_dual", {"primal": name, "data": "@train"}, params)
+        return [fitted], [], {"dual": [PRIMAL]}
+    spec = config["models"].get(name)
+    if spec is None or spec["arch"] != "edsr":
+        raise ValueError(
+            f"drc.primal: {name!r} must name an edsr model of `models` or an imported model "
+            f"(got {spec['arch'] if spec else 'no such model'})"
+        )
+    args = spec.get("args", {})
+    if "block_widths" in args:
+        raise ValueError("drc.primal: the primal must be unpruned; its args set block_widths")
+    extra = section.get("primal_seeds", [])
+    if seed in extra:
+        raise ValueError(f"drc.primal_seeds: {seed} is the workflow seed, already trained")
+    made, trained = [], []
+    for s in [seed, *extra]:
+        recipe = {**spec["train"], "seed": s} if s != seed else {"seed": seed, **spec["train"]}
+        params = {"arch": "edsr", "args": args, "recipe": recipe, "dual": dual, "lam": lam}
+        made.append(
+            MadeModel(
+                PRIMAL if s == seed else f"{PRIMAL}-s{s}", "primal", {"data": "@train"}, params
+            )
+        )
+        if s != seed:
+            trained.append(
+                TrainedModel(
+                    name=f"{name}-s{s}",
+                    arch="edsr",
+                    args=args,
+                    train=recipe,
+                    meta={"method": "drc", "variant": "nodual", "size": 0.0},
+                )
+            )
+    roles = {
+        "primal": [name, *(f"{name}-s{x}" for x in extra)],
+        "dual": [PRIMAL, *(f"{PRIMAL}-s{x}" for x in extra)],
+    }
+    return made, trained, roles
 
 
 CRITERIA = ("l1", "random", "drc", "drc-nodual", "drc-legacy")
@@ -252,6 +272,7 @@ METHOD = Method(
     plan=plan,
     steps={
         "primal": "litesr.methods.drc.pipeline:train_primal",
+        "fit_dual": "litesr.methods.drc.pipeline:fit_dual",
         "drc": "litesr.methods.drc.pipeline:drc_compress",
         "l1": "litesr.methods.drc.pipeline:l1_compress",
         "select": "litesr.methods.drc.pipeline:select_uniform",

@@ -3,6 +3,8 @@
 - ``primal``: an EDSR primal trained with a fresh dual network, ``L1 + λ · dual``; the
   trained dual network is saved in the primal's file (metadata ``dual``) and every later
   step starts from it, as the authors' ``--pre_train_dual``.
+- ``fit_dual``: instead, a converged primal (an imported release: EDSR or RLFN) kept frozen
+  while a dual network is fitted to it; saved the same way.
 - ``drc``: stages ``search`` (channel numbers, on a copy; :mod:`~litesr.methods.drc.search`),
   ``select<i>`` (the channels of block ``i``, greedily, the dual frozen;
   :mod:`~litesr.methods.drc.select`) and ``finetune`` (``L1 + λ · dual + β · distillation``
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +35,13 @@ from torch import Tensor, nn
 
 from litesr.atomic import atomic_path
 from litesr.compress.prune import apply_pruning, l1_norm, select_channels
+from litesr.digest import file_sha256
 from litesr.methods.drc import CRITERIA
 from litesr.methods.drc.dual import DualNet, DualTask, dual_from_meta, dual_meta
 from litesr.methods.drc.search import HalvesSampler, SearchTask, alpha_lr, candidate_widths
 from litesr.methods.drc.select import LayerSelection, Selection
 from litesr.models import arch_of, build
+from litesr.models.rlfn import fold_rgb_range
 from litesr.models.store import load_model
 from litesr.train.run import sampler_for
 from litesr.train.spec import TrainSpec
@@ -54,14 +58,34 @@ pass, 4 channels per pick, no re-fit, the loss in [0, 1] units, and a freshly in
 dual network."""
 
 
+ARCHS = ("edsr", "rlfn")
+"""The primals DRC prunes: EDSR (each residual block's inner channels) and RLFN (each
+block's two inner widths, ``c1_r`` and ``c2_r`` outputs; the residual stream and the ESA
+branch keep theirs)."""
+
+
 def layer_pairs(model: nn.Module) -> dict[str, str]:
-    """Producer → consumer conv of every residual block of an EDSR model."""
-    if arch_of(model)[0] != "edsr":
-        raise ValueError(f"DRC prunes EDSR primals (block_widths), not {arch_of(model)[0]!r}")
-    return {f"body.{i}.body.0": f"body.{i}.body.2" for i in range(len(model.body))}
+    """Producer → consumer conv of every prunable inner width of an EDSR or RLFN model."""
+    arch = arch_of(model)[0]
+    if arch == "edsr":
+        return {f"body.{i}.body.0": f"body.{i}.body.2" for i in range(len(model.body))}
+    if arch == "rlfn":
+        if not all(isinstance(b.c1_r, nn.Conv2d) for b in model.blocks):
+            raise ValueError("DRC prunes deployed RLFNs (plain convs), not RepBlock forms")
+        pairs = {}
+        for i in range(len(model.blocks)):
+            pairs |= {
+                f"blocks.{i}.c1_r": f"blocks.{i}.c2_r",
+                f"blocks.{i}.c2_r": f"blocks.{i}.c3_r",
+            }
+        return pairs
+    raise ValueError(f"DRC prunes {ARCHS} primals (block_widths), not {arch!r}")
 
 
-def block_widths(model: nn.Module) -> list[int]:
+def block_widths(model: nn.Module) -> list[int] | list[list[int]]:
+    """The model's ``block_widths`` argument: EDSR one width per block, RLFN a pair."""
+    if arch_of(model)[0] == "rlfn":
+        return [[b.c1_r.out_channels, b.c2_r.out_channels] for b in model.blocks]
     return [block.body[0].out_channels for block in model.body]
 
 
@@ -84,12 +108,13 @@ def prune_to(model: nn.Module, widths: dict[str, int], importance=l1_norm) -> nn
     return _pruned(model, select_channels(model, list(widths), widths, _example(model), importance))
 
 
-def load_primal(path: Path, device: torch.device) -> tuple[nn.Module, DualNet]:
-    """A DRC primal and the dual network trained with it."""
+def load_primal(path: Path, device: torch.device) -> tuple[nn.Module, DualNet, float]:
+    """A DRC primal, the dual network trained with it and its features' scale (1 for a
+    network of [0, 1] images; the folded range of a 0–255 release, see :func:`fit_dual`)."""
     model, meta = load_model(path, device=device)
     if "dual" not in meta:
         raise ValueError(f"{path}: no dual network in the file; make it with the drc primal step")
-    return model, dual_from_meta(meta["dual"]).to(device)
+    return model, dual_from_meta(meta["dual"]).to(device), float(meta.get("feature_scale", 1))
 
 
 def _step(out: Path, log: Path, stages: Path, device: str, progress: bool) -> StepRun:
@@ -132,6 +157,51 @@ def train_primal(
         )
 
 
+def fit_dual(
+    *,
+    primal: Path,
+    data: Path,
+    scale: int,
+    recipe: dict[str, Any],
+    dual: dict[str, Any],
+    lam: float,
+    out: Path,
+    log: Path,
+    stages: Path,
+    device: str = "cpu",
+    progress: bool = True,
+) -> Path:
+    """A converged (e.g. released) ``primal`` with a dual network fitted to it: the primal is
+    frozen and only D learns ``L1(D(P(x)), x)``. An RLFN's 0–255 range is first folded into
+    its first and last convs (:func:`litesr.models.rlfn.fold_rgb_range`) so that the pruned
+    models run on [0, 1] like every litesr model."""
+    spec = TrainSpec.from_dict(recipe)
+    with _step(out, log, stages, device, progress) as run:
+        model, meta = load_model(primal)
+        feature_scale = float(getattr(model, "rgb_range", 1))
+        if arch_of(model)[0] == "rlfn":
+            fold_rgb_range(model)
+        layer_pairs(model)  # refuses an architecture DRC cannot prune
+        model.requires_grad_(False)
+        torch.manual_seed(spec.seed)
+        task = DualTask(model, DualNet(scale, **dual), lam)
+        key = f"{file_sha256(primal)}|drc-dual-fit|{sorted(dual.items())}|{lam}"
+        run.fit(task, spec, run.files, data=data, scale=scale, tag=key)
+        return run.finish(
+            model,
+            variant="dual-fit",
+            size=0.0,
+            lam=lam,
+            widths=block_widths(model),
+            dual_fit=recipe,
+            data=str(data),
+            source=str(primal),
+            release=meta.get("release", ""),
+            feature_scale=feature_scale,
+            dual=dual_meta(task.dual),
+        )
+
+
 class _Compression:
     """What the stages of one compression of a DRC primal share: the step, the unpruned
     primal (the reference), its dual network, the data and the objective's weights. Its
@@ -150,7 +220,7 @@ class _Compression:
     ) -> None:
         self.run, self.data, self.scale = run, data, scale
         self.lam, self.distill, self.seed = lam, distill, seed
-        self.reference, self.dual = load_primal(primal, run.dev)
+        self.reference, self.dual, self.feature_scale = load_primal(primal, run.dev)
         self.pairs = layer_pairs(self.reference)
         self.candidates = {
             p: candidate_widths(self.reference.get_submodule(p).out_channels, ratio)
@@ -210,13 +280,15 @@ class _Compression:
             patches = TrainSpec(steps=1, lr_patch=settings.lr_patch)
             sampler = sampler_for(self.data, self.scale, patches)
             gen = torch.Generator().manual_seed(self.seed + 1000 + i)
+            units = settings.units / self.feature_scale
+            scaled = settings if self.feature_scale == 1 else replace(settings, feature_units=units)
             chooser = LayerSelection(
                 model,
                 self.reference,
                 self.dual if dual is None else dual,
                 self.lam if lam is None else lam,
                 sampler,
-                settings,
+                scaled,
                 gen,
             )
             keep = self.found()["widths"][producer] if width is None else width
@@ -260,7 +332,7 @@ class _Compression:
                 self.dual,
                 self.lam,
                 reference=self.reference,
-                distill=self.distill,
+                distill=self.distill / self.feature_scale,  # features on [0, 1] images' scale
             )
             tune = {**recipe, "seed": seed}
             self.run.fit(task, tune, files, data=self.data, scale=self.scale, tag="finetune")

@@ -15,11 +15,14 @@ channels are kept:
 
 The selection loss is the dual-regression loss plus the reconstruction of the consumer's
 output, in the authors' units (images in [0, ``units``]; theirs 255):
-``units · (L1(P(x), y) + λ L1(D(P(x)), x)) + rec_weight · units² · MSE(f(P), f(T))``, with D
+``units · (L1(P(x), y) + λ L1(D(P(x)), x)) + rec_weight · f_units² · MSE(f(P), f(T))``, with D
 the primal's dual network (frozen) and T the unpruned model. The weights' gradients are then
 the authors' (a network on [0, 1] with the same weights and biases / 255 computes their
 features / 255), so ``refit_lr`` is theirs; their bias is 255 × ours, so the bias's step is
-``refit_lr / units²``. Every other weight of the model is frozen while a layer is selected.
+``refit_lr / f_units²``. ``f_units`` (``feature_units``) is ``units`` for a network trained
+on [0, 1] images; a network whose features already have the 0–255 scale (an RLFN released
+for 0–255 with its range folded into its first and last convs) has ``f_units`` = 1. Every
+other weight of the model is frozen while a layer is selected.
 """
 
 from __future__ import annotations
@@ -48,6 +51,12 @@ class Selection:
     momentum: float = 0.9
     rec_weight: float = 1.0
     units: float = 255.0
+    feature_units: float | None = None
+
+    @property
+    def f_units(self) -> float:
+        """The features' scale factor to the authors' units (``units`` unless set)."""
+        return self.units if self.feature_units is None else self.feature_units
 
     def __post_init__(self) -> None:
         if min(self.patches, self.batch, self.lr_patch, self.pick) < 1 or self.refit_steps < 0:
@@ -124,7 +133,7 @@ class LayerSelection:
         if self.lam > 0:
             regression = regression + self.lam * nn.functional.l1_loss(self.dual(sr), lr)
         rec = nn.functional.mse_loss(found[0], target)
-        return self.s.units * regression + self.s.rec_weight * self.s.units**2 * rec
+        return self.s.units * regression + self.s.rec_weight * self.s.f_units**2 * rec
 
     def _batches(self, patches: int) -> Iterator[tuple[Tensor, Tensor]]:
         """Fresh patches, ``patches`` in all, in batches of at most ``batch``."""
@@ -195,7 +204,7 @@ class LayerSelection:
             return math.nan
         groups = [{"params": [conv.weight]}]
         if conv.bias is not None:
-            groups.append({"params": [conv.bias], "lr": self.s.refit_lr / self.s.units**2})
+            groups.append({"params": [conv.bias], "lr": self.s.refit_lr / self.s.f_units**2})
         opt = torch.optim.SGD(
             groups, lr=self.s.refit_lr, momentum=self.s.momentum, nesterov=self.s.momentum > 0
         )
