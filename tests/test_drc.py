@@ -670,6 +670,7 @@ def test_drc_and_l1_prune_both_inner_widths_of_every_rlfn_block(rlfn_primal, dat
     assert len(meta["widths"]) == 2 and all(len(w) == 2 for w in meta["widths"])
     assert all(w in candidate_widths(8, 0.5) for pair in meta["widths"] for w in pair)
     assert torch.isfinite(model(torch.rand(1, 3, 20, 20))).all()
+    assert widths_figure([str(out)], str(primal), str(tmp_path / "w.png")).exists()
     l1 = l1_compress(
         primal=primal, data=data[0], scale=2, ratio=0.5, seed=0,
         out=tmp_path / "l.safetensors", log=tmp_path / "l.tsv", stages=tmp_path / "ls",

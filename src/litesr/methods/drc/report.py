@@ -166,6 +166,11 @@ def _verdict(diff: float, spread: float, n: int, name: str = "DRC") -> str:
     return f"{name} better" if diff > 0 else f"{name} worse"
 
 
+def _flat(widths: list) -> list[int]:
+    """Per pruned layer, in order: EDSR's one width per block, RLFN's pair per block."""
+    return [w for item in widths for w in (item if isinstance(item, list) else [item])]
+
+
 def _authors_widths() -> dict:
     return yaml.safe_load(Path(__file__).with_name("authors_widths.yaml").read_text())
 
@@ -174,14 +179,15 @@ def widths_figure(models: list[str], primal: str, out: str) -> Path:
     """Inner width per residual block, as a fraction of the full width: ours per ratio
     (solid, from the model files' metadata) against the uniform width (dashed), and beside
     them the authors' searched DRN-S ×4 widths with their uniform widths."""
-    full = read_meta(primal)["args"].get("n_feats", 64)
+    args = read_meta(primal)["args"]
+    full = args.get("n_feats") or args.get("mid_channels", 64)  # EDSR, or RLFN's inner width
     authors = _authors_widths()
     fig, (ours_ax, theirs_ax) = plt.subplots(
         1, 2, figsize=(11, 3.8), sharey=True, gridspec_kw={"width_ratios": [1, 2]}
     )
     for i, path in enumerate(models):
         meta = read_meta(path)
-        ratio, widths = meta["ratio"], meta["widths"]
+        ratio, widths = meta["ratio"], _flat(meta["widths"])
         uniform = list(meta["uniform_width"].values())
         blocks = range(len(widths))
         mean = sum(widths) / sum(uniform)
@@ -206,7 +212,7 @@ def widths_figure(models: list[str], primal: str, out: str) -> Path:
         (theirs_ax, f"authors: DRN-S ×4, {authors['full']} channels (two levels)"),
     ):
         ax.xaxis.get_major_locator().set_params(integer=True)
-        ax.set_xlabel("residual block (input side → output side)")
+        ax.set_xlabel("pruned layer (input side → output side)")
         ax.set_title(title, fontsize=9)
         ax.axhline(1.0, color="black", linewidth=1)
         ax.legend(fontsize=7)
