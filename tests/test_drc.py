@@ -550,17 +550,21 @@ def test_diagnostic_selections_differ_only_in_the_channels_they_keep(primal, dat
 def test_plan_adds_the_diagnostic_arms():
     paths = Paths(scales=[4], train_set="t", test_sets=["a"])
     base = {"arch": "edsr", "args": {"n_resblocks": 2, "n_feats": 16}, "train": TINY}
-    section = {**SECTION, "diagnostic": {"ratio": 0.5, "seeds": [4, 5]}}
+    section = {**SECTION, "diagnostic": {"ratios": [0.5], "seeds": [4, 5]}}
     p = plan(section, {"seed": 3, "models": {"base": base}}, paths)
     made = {m.name: m for m in p.made}
     assert made["drc-xr50-random-s5"].params["seed"] == 5
     assert made["drc-xr50-random-s5-ft"].inputs["pruned"] == "drc-xr50-random-s5"
     assert made["drc-xr50-drc-legacy"].params["criterion"] == "drc-legacy"
     assert "drc-xr50-l1-ft" not in made, "the tuned L1 arm is the baseline's"
-    assert p.roles["x-l1-tuned"] == ["drc-l1-r50-s0", "drc-l1-r50-s1", "drc-l1-r50-s2"]
+    assert p.roles["xr50-l1-tuned"] == ["drc-l1-r50-s0", "drc-l1-r50-s1", "drc-l1-r50-s2"]
     assert {t.kind for t in p.tables} == {"table", "diagnostic"}
     with pytest.raises(ValueError, match="one of drc.ratios"):
-        plan({**section, "diagnostic": {"ratio": 0.7}}, {"models": {"base": base}}, paths)
+        plan({**section, "diagnostic": {"ratios": [0.7]}}, {"models": {"base": base}}, paths)
+    only = {**section, "diagnostic": {"ratios": [0.3, 0.5], "criteria": ["random"]}}
+    p = plan(only, {"seed": 3, "models": {"base": base}}, paths)
+    assert {m.params["criterion"] for m in p.made if m.step == "select"} == {"random"}
+    assert len([t for t in p.tables if t.kind == "diagnostic"]) == 2
 
 
 def test_plan_adds_seeds_of_both_primals():

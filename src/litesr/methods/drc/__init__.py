@@ -117,14 +117,13 @@ def plan(section: dict[str, Any], config: dict[str, Any], paths: Paths) -> Plan:
     for ratio in ratios:
         roles[f"drc-{tag(ratio)}"] = [drc_name(ratio)]
         roles[f"l1-{tag(ratio)}"] = [l1_name(ratio, s) for s in seeds]
-    if "diagnostic" in section:
-        ratio = section["diagnostic"]["ratio"]
+    for ratio in section.get("diagnostic", {}).get("ratios", []):
         tables.append(
             Table(
                 title=f"DRC: which channels to keep, at equal widths (r = {ratio:g})",
                 kind="diagnostic",
                 params={"ratio": ratio},
-                caption="Every block pruned to the same uniform width by five selections, "
+                caption="Every block pruned to the same uniform width by each selection, "
                 "scored right after pruning and after the same fine-tuning (DRC's recipe and "
                 "objective). drc: the greedy selection with the primal's dual; drc-nodual: "
                 "the same with λ = 0 in its loss; drc-legacy: this port's earlier selection "
@@ -134,10 +133,9 @@ def plan(section: dict[str, Any], config: dict[str, Any], paths: Paths) -> Plan:
                 "where it exceeds the spread.",
             )
         )
-        for criterion in CRITERIA:
-            arms = diagnostic_arms(section, seed)[criterion]
-            roles[f"x-{criterion}-pruned"] = arms["pruned"]
-            roles[f"x-{criterion}-tuned"] = arms["tuned"]
+        for criterion, arms in diagnostic_arms(section, ratio).items():
+            roles[f"x{tag(ratio)}-{criterion}-pruned"] = arms["pruned"]
+            roles[f"x{tag(ratio)}-{criterion}-tuned"] = arms["tuned"]
     return Plan(made=made, trained=trained, figures=figures, tables=tables, roles=roles)
 
 
@@ -209,26 +207,34 @@ selection, the same without the dual term (λ = 0 in its loss), and the selectio
 made it before it followed the authors' code (``pipeline.LEGACY``)."""
 
 
-def diagnostic_arms(section: dict[str, Any], seed: int) -> dict[str, dict[str, list[str]]]:
-    """Model names of each selection of the diagnostic: pruned, then fine-tuned. L1 selection
-    is deterministic (one pruned model) and its tuned models are the baseline's at that ratio;
-    random draws one selection per seed; DRC's selections run once, with the workflow seed."""
+def diagnostic_arms(section: dict[str, Any], ratio: float) -> dict[str, dict[str, list[str]]]:
+    """Model names of each selection of the diagnostic at ``ratio``: pruned, then fine-tuned.
+    L1 selection is deterministic (one pruned model) and its tuned models are the baseline's
+    at that ratio; random draws one selection per seed; DRC's selections run once, with the
+    workflow seed."""
     diagnostic = section["diagnostic"]
-    ratio = diagnostic["ratio"]
     if tag(ratio) not in {tag(r) for r in section["ratios"]}:
-        raise ValueError(f"drc.diagnostic.ratio: {ratio} must be one of drc.ratios")
+        raise ValueError(f"drc.diagnostic.ratios: {ratio} must be one of drc.ratios")
     seeds = section.get("baseline_seeds", [0, 1, 2])
     random_seeds = diagnostic.get("seeds", seeds)
     base = f"drc-x{tag(ratio)}"
-    arms = {
-        "l1": {"pruned": [f"{base}-l1"], "tuned": [l1_name(ratio, s) for s in seeds]},
-        "random": {
-            "pruned": [f"{base}-random-s{s}" for s in random_seeds],
-            "tuned": [f"{base}-random-s{s}-ft" for s in random_seeds],
-        },
-    }
-    for criterion in CRITERIA[2:]:
-        arms[criterion] = {"pruned": [f"{base}-{criterion}"], "tuned": [f"{base}-{criterion}-ft"]}
+    arms = {}
+    for criterion in diagnostic.get("criteria", CRITERIA):
+        if criterion == "l1":
+            arms[criterion] = {
+                "pruned": [f"{base}-l1"],
+                "tuned": [l1_name(ratio, s) for s in seeds],
+            }
+        elif criterion == "random":
+            arms[criterion] = {
+                "pruned": [f"{base}-random-s{s}" for s in random_seeds],
+                "tuned": [f"{base}-random-s{s}-ft" for s in random_seeds],
+            }
+        else:
+            arms[criterion] = {
+                "pruned": [f"{base}-{criterion}"],
+                "tuned": [f"{base}-{criterion}-ft"],
+            }
     return arms
 
 
@@ -236,33 +242,26 @@ def diagnostic_models(
     section: dict[str, Any], inputs: dict[str, str], common: dict[str, Any], seed: int
 ) -> list[MadeModel]:
     """The diagnostic's pruned and fine-tuned models (none without ``drc.diagnostic``)."""
-    if "diagnostic" not in section:
-        return []
-    ratio = section["diagnostic"]["ratio"]
     made = []
-    for criterion, arm in diagnostic_arms(section, seed).items():
-        seeds = section["diagnostic"].get("seeds", section.get("baseline_seeds", [0, 1, 2]))
-        arm_seeds = seeds if criterion == "random" else [seed]
-        for i, pruned in enumerate(arm["pruned"]):
-            params = {
-                "ratio": ratio,
-                "criterion": criterion,
-                "selection": section.get("selection", {}),
-                "lam": common["lam"],
-                "distill": common["distill"],
-                "seed": arm_seeds[i],
-            }
-            made.append(MadeModel(pruned, "select", {**inputs}, params))
-            if criterion != "l1":
-                tuned = {"primal": PRIMAL, "pruned": pruned, "data": "@train"}
-                made.append(
-                    MadeModel(
-                        arm["tuned"][i],
-                        "tune",
-                        tuned,
-                        {"ratio": ratio, "seed": arm_seeds[i], **common},
-                    )
-                )
+    diagnostic = section.get("diagnostic", {})
+    random_seeds = diagnostic.get("seeds", section.get("baseline_seeds", [0, 1, 2]))
+    for ratio in diagnostic.get("ratios", []):
+        for criterion, arm in diagnostic_arms(section, ratio).items():
+            arm_seeds = random_seeds if criterion == "random" else [seed]
+            for i, pruned in enumerate(arm["pruned"]):
+                params = {
+                    "ratio": ratio,
+                    "criterion": criterion,
+                    "selection": section.get("selection", {}),
+                    "lam": common["lam"],
+                    "distill": common["distill"],
+                    "seed": arm_seeds[i],
+                }
+                made.append(MadeModel(pruned, "select", {**inputs}, params))
+                if criterion != "l1":
+                    tuned = {"primal": PRIMAL, "pruned": pruned, "data": "@train"}
+                    params = {"ratio": ratio, "seed": arm_seeds[i], **common}
+                    made.append(MadeModel(arm["tuned"][i], "tune", tuned, params))
     return made
 
 
