@@ -100,6 +100,17 @@ def results(tmp_path):
                     "scale": 4,
                     "expect": -1,
                     "ours": ["small", "big"],
+                    "why": "reproduced: this reason is never printed",
+                },
+                {
+                    "id": "slower",
+                    "claim": "the teacher is faster",
+                    "metric": "cpu_latency_ms",
+                    "scale": 4,
+                    "expect": -1,
+                    "ours": ["big", "small"],
+                    "why": "a toy budget",
+                    "deviations": ["toy-teacher"],
                 },
             ],
         },  # fmt: skip
@@ -189,6 +200,9 @@ def test_figures_and_pdf(results):
     first = PdfReader(pdf).pages[0].extract_text()
     assert "Scorecard" in first and "Toy paper" in first and "the student is faster" in first
     assert "toy.yaml" in first and "−90.00 %" in first
+    flat = " ".join(first.split())
+    assert "why: a toy budget (deviation toy-teacher)" in flat, "the reason of an unsettled claim"
+    assert "never printed" not in flat, "no reason under a reproduced claim"
     for words in ("Accuracy", "teacher", "student", "S ×4", "CPU ms", "what curves shows"):
         assert words in text, words
     for words in ("A method's table", "toy rows", "row 1"):

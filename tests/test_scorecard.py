@@ -9,8 +9,9 @@ import pytest
 import yaml
 from conftest import REPO
 
-from litesr.claims import load_claims, resolve
+from litesr.claims import DEVIATIONS_FILE, load_claims, resolve, why_line
 from litesr.methods.collect import collect
+from litesr.methods.deviations import FILE
 from litesr.methods.plan import Paths
 from litesr.methods.registry import methods
 from litesr.report.scorecard import for_print, score, verdict
@@ -148,3 +149,89 @@ def test_every_claim_names_roles_the_repositorys_configs_provide():
         for c in doc["claims"]:
             unknown = set(c.get("ours", [])) - provided[name]
             assert not unknown, f"{name} claim {c['id']}: roles {unknown} in no config"
+
+
+def _claims_file(tmp_path, entry: dict, deviations: list[str] | None = None):
+    """A claims file with one claim, beside a deviations file listing ``deviations``."""
+    if deviations is not None:
+        doc = {
+            "source": {"repository": "o/r", "commit": "a" * 40, "folder": "x"},
+            "deviations": [
+                {"id": i, "what": "w", "authors": "a", "ours": "o", "class": "budget",
+                 "effect": "e"}
+                for i in deviations
+            ],
+        }  # fmt: skip
+        (tmp_path / "deviations.yaml").write_text(yaml.safe_dump(doc))
+    path = tmp_path / "claims.yaml"
+    path.write_text(yaml.safe_dump({"paper": "P", "claims": [entry]}))
+    return path
+
+
+def test_why_and_deviations_are_read_and_checked_against_the_methods_deviations(tmp_path):
+    entry = claim(paper=0.1, ours=["a", "b"], why="a short CPU run", deviations=["round-budget"])
+    doc = load_claims(_claims_file(tmp_path, entry, ["round-budget", "other"]))
+    assert why_line(doc["claims"][0]) == "a short CPU run (deviation round-budget)"
+    assert why_line(claim(deviations=["x", "y"])) == "Deviations x, y"
+    assert why_line(claim()) == ""
+    assert DEVIATIONS_FILE == FILE, "claims read the file litesr.methods.deviations checks"
+
+
+@pytest.mark.parametrize(
+    ("extra", "deviations", "named"),
+    [
+        ({"deviations": ["missing"]}, ["round-budget"], r"\['missing'\] are not in"),
+        ({"deviations": ["round-budget"]}, None, "there is no"),
+        ({"deviations": "round-budget"}, ["round-budget"], "list of deviation ids"),
+        ({"why": "two\nlines"}, None, "one line"),
+        ({"why": "x" * 201}, None, "one line"),
+        ({"why": " "}, None, "one line"),
+    ],
+)
+def test_a_bad_why_or_deviation_is_named(tmp_path, extra, deviations, named):
+    path = _claims_file(tmp_path, {**claim(paper=0.1, ours=["a", "b"]), **extra}, deviations)
+    with pytest.raises(ValueError, match=named) as err:
+        load_claims(path)
+    assert str(path) in str(err.value)
+
+
+def test_why_is_a_scorecard_column_printed_only_under_unsettled_verdicts():
+    doc = {
+        "paper": "P",
+        "claims": [
+            claim(id="good", paper=0.25, ours=["new", "old"], why="w1", deviations=["d1"]),
+            claim(id="bad", paper=0.25, ours=["old", "new"], why="w2"),
+            claim(id="small", paper=0.25, ours=["half", "old"], deviations=["d2"]),
+            claim(id="absent", paper=0.25, ours=["new", "missing"], why="w3"),
+            claim(id="plain", paper=0.25, ours=["old", "new"]),
+        ],
+    }
+    roles = {"new": ["n"], "old": ["o"], "half": ["h"]}
+    claims = resolve(doc, roles, ["n", "o", "h"], ["Set5"])
+    table = score(claims, summary({"n": 30.3, "o": 30.0, "h": 30.05}), cost({}))
+    assert list(table.verdict) == [
+        "reproduced", "not reproduced", "sign only", "not run", "not reproduced",
+    ]  # fmt: skip
+    assert list(table.why) == ["w1 (deviation d1)", "w2", "Deviation d2", "w3", ""]
+    rows = for_print(table.assign(config="c.yaml"))["papers"][0]["rows"]
+    assert [r["why"] for r in rows] == ["", "w2", "Deviation d2", "", ""]
+
+
+def test_a_scorecard_written_before_the_why_column_still_prints():
+    claims = resolve({"paper": "P", "claims": [claim(expect=1, ours=["a", "b"])]},
+                     {"a": ["x"], "b": ["y"]}, ["x", "y"], ["Set5"])  # fmt: skip
+    table = score(claims, summary({"x": 29.0, "y": 30.0}), cost({})).drop(columns="why")
+    (row,) = for_print(table.assign(config="c.yaml"))["papers"][0]["rows"]
+    assert row["verdict"] == "not reproduced" and row["why"] == ""
+
+
+def test_the_ail_and_dipnet_claims_say_why_a_cpu_run_cannot_settle_them():
+    """Every AIL and DIPNet claim judged on a trained model of ours says why where a CPU
+    config cannot settle it; the exact merge needs no reason."""
+    for name in ("ail", "dipnet"):
+        doc = load_claims(methods()[name].claims)
+        unexplained = [
+            c["id"] for c in doc["claims"]
+            if c.get("ours") and c["id"] != "dipnet-reparam-psnr" and not why_line(c)
+        ]  # fmt: skip
+        assert not unexplained, f"{name}: {unexplained}"

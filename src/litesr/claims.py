@@ -7,6 +7,11 @@ and their max − min is the seed spread. The ``authors`` models are roles too, 
 (``authors-…``, imported by the ``authors`` method). A claim's ``kind`` is ``gain``,
 ``at_least`` or ``parity``; :mod:`litesr.report.scorecard` gives each its verdict.
 
+Where a run cannot settle a claim (a CPU budget, a deviation from the authors' code), the
+claim says why in one line: ``why`` (text) and/or ``deviations`` (ids of the method's
+``deviations.yaml`` beside the claims file, checked here). The scorecard prints it under a
+claim whose verdict is *sign only*, *not shown* or *not reproduced*.
+
 The workflow's plan (:mod:`litesr.methods.collect`) loads and resolves the claims; the
 report's scorecard scores them. This module imports neither.
 """
@@ -28,7 +33,12 @@ COST = {
 }
 KINDS = ("gain", "at_least", "parity")
 FIELDS = {"id", "claim", "source", "metric", "set", "scale", "kind", "paper", "expect",
-          "tolerance", "ours", "authors"}  # fmt: skip
+          "tolerance", "ours", "authors", "why", "deviations"}  # fmt: skip
+WHY_MAX = 200
+DEVIATIONS_FILE = "deviations.yaml"
+"""A method's audit beside its claims (read here for its ids only; its form is checked by
+:mod:`litesr.methods.deviations`, which this module does not import)."""
+"""Longest ``why`` (characters): it is printed as one line under the claim."""
 
 
 def load_claims(path: Path) -> dict[str, Any]:
@@ -57,7 +67,41 @@ def load_claims(path: Path) -> dict[str, Any]:
                 raise ValueError(f"{where}: `{key}` lists one model (a value) or two (a − b)")
         if not claim.get("ours") and not claim.get("authors"):
             raise ValueError(f"{where}: needs `ours` or `authors`")
+        _check_why(claim, where, Path(path))
     return doc
+
+
+def _check_why(claim: dict[str, Any], where: str, path: Path) -> None:
+    """``why`` is one line of text; every id of ``deviations`` is in the method's
+    ``deviations.yaml`` beside the claims file."""
+    why = claim.get("why")
+    if why is not None and (
+        not isinstance(why, str) or not why.strip() or "\n" in why.strip() or len(why) > WHY_MAX
+    ):
+        raise ValueError(f"{where}: `why` is one line of text ({WHY_MAX} characters at most)")
+    ids = claim.get("deviations")
+    if ids is None:
+        return
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
+        raise ValueError(f"{where}: `deviations` is a list of deviation ids")
+    audit = path.with_name(DEVIATIONS_FILE)
+    if not audit.is_file():
+        raise ValueError(f"{where}: `deviations` names ids, but there is no {audit}")
+    entries = (yaml.safe_load(audit.read_text()) or {}).get("deviations") or []
+    known = {e.get("id") for e in entries if isinstance(e, dict)}
+    unknown = [i for i in ids if i not in known]
+    if unknown:
+        raise ValueError(f"{where}: deviation id(s) {unknown} are not in {audit}")
+
+
+def why_line(claim: dict[str, Any]) -> str:
+    """The claim's reason in one line: its ``why``, then the deviations it names."""
+    why = (claim.get("why") or "").strip()
+    ids = claim.get("deviations") or []
+    if not ids:
+        return why
+    named = f"deviation{'s' if len(ids) > 1 else ''} {', '.join(ids)}"
+    return f"{why} ({named})" if why else named.capitalize()
 
 
 def resolve(

@@ -11,6 +11,10 @@ Kinds of claim and their verdicts (``effect`` = ours, ``p`` = paper):
 - ``parity``: the change (or value) is within ``tolerance`` of p.
 - a claim with no model of ours in this run (or no row for its set and scale) is *not run*.
 
+A claim's ``why`` (and the deviations it names) is kept in the ``why`` column and printed
+under the claim when the verdict is one of :data:`EXPLAINED` (a *not run* row needs none: the
+run lacks the model, set or scale).
+
 PSNR/SSIM changes are in dB / SSIM units; cost changes are relative, in %.
 """
 
@@ -23,15 +27,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from litesr.claims import ACCURACY, COST
+from litesr.claims import ACCURACY, COST, why_line
 from litesr.paths import Paths
 from litesr.tsv import write_tsv
 
 COLUMNS = [
     "paper_name", "id", "claim", "source", "paper_set", "set", "scale", "metric", "unit", "paper",
     "expect",
-    "authors", "ours", "spread", "verdict", "ours_models", "authors_models",
+    "authors", "ours", "spread", "verdict", "why", "ours_models", "authors_models",
 ]  # fmt: skip
+EXPLAINED = ("sign only", "not shown", "not reproduced")
+"""Verdicts (their start) under which the printed scorecard shows a claim's ``why``."""
 
 
 def _values(models: list[str], claim: dict, summary: pd.DataFrame, cost: pd.DataFrame):
@@ -108,6 +114,7 @@ def score(claims: list[dict], summary: pd.DataFrame, cost: pd.DataFrame) -> pd.D
                 "ours": ours,
                 "spread": spread,
                 "verdict": judged,
+                "why": why_line(claim),
                 "ours_models": " − ".join("+".join(g) for g in claim["ours"]),
                 "authors_models": " − ".join("+".join(g) for g in claim["authors"]),
             }
@@ -151,7 +158,8 @@ def _number(value: float, unit: str, spread: float = math.nan) -> str:
 
 def for_print(table: pd.DataFrame) -> dict[str, Any]:
     """The scorecard as the report's first page shows it: one group per paper; a row's
-    ``paper_set`` is the paper's set where the run measured another one (else empty)."""
+    ``paper_set`` is the paper's set where the run measured another one (else empty) and its
+    ``why`` the claim's reason where the verdict is one of :data:`EXPLAINED` (else empty)."""
     papers = []
     for name, rows in table.groupby("paper_name", sort=False):
         lines = []
@@ -162,6 +170,8 @@ def for_print(table: pd.DataFrame) -> dict[str, Any]:
             else:
                 paper = "higher" if r.expect > 0 else "lower"
             accuracy = r.metric in ACCURACY
+            why = getattr(r, "why", "")
+            explained = isinstance(why, str) and r.verdict.startswith(EXPLAINED)
             lines.append(
                 {
                     "claim": r.claim,
@@ -171,6 +181,7 @@ def for_print(table: pd.DataFrame) -> dict[str, Any]:
                     "authors": _number(r.authors, r.unit),
                     "ours": _number(r.ours, r.unit, r.spread if relative else math.nan),
                     "verdict": r.verdict,
+                    "why": why if explained else "",
                 }
             )
         papers.append({"name": name, "rows": lines})
