@@ -309,7 +309,7 @@ def test_a_release_at_a_scale_the_authors_did_not_serve_fails_the_plan():
         "models": {},
         "methods": {"authors": {"reference": "ref", "releases": ["dipnet"]}},
     }
-    with pytest.raises(ConfigError, match=r"methods.authors: .*'dipnet'.*\[4\] only, not ×2"):
+    with pytest.raises(ConfigError, match=r"methods.authors: .*'dipnet' for ×4 only, not ×2"):
         collect(config, Paths([2], "t", ["Set5"]))
 
 

@@ -7,10 +7,11 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Paths:
-    """The workflow's file layout, for plans that name files."""
+    """The workflow's file layout, for plans that name files; ``train_set`` is None in a
+    config that trains nothing."""
 
     scales: list[int]
-    train_set: str
+    train_set: str | None
     test_sets: list[str]
 
     @staticmethod

@@ -11,10 +11,11 @@ from litesr.report.provenance import config_hash
 
 DATA = config["data"]
 SCALES = config["scales"]
-TRAIN_SET = next(iter(DATA["train"]))
+# A config whose models all come from methods that train nothing has no training set.
+TRAIN_SET = next(iter(DATA.get("train", {})), None)
 TEST_SETS = list(DATA["test"])
-SETS = {**DATA["train"], **DATA["test"]}
-MODELS = list(config["models"])
+SETS = {**DATA.get("train", {}), **DATA["test"]}
+MODELS = list(config.get("models", {}))
 PATHS = Paths(scales=SCALES, train_set=TRAIN_SET, test_sets=TEST_SETS)
 
 # Every enabled method's config section is checked against its own schema (the main schema
@@ -63,6 +64,20 @@ def evaluated():
     return ["bicubic", *reported_models()]
 
 
+def model_scales(model):
+    """The scales a model is made and evaluated at: every configured one, except for a model
+    a method makes at some of them only (PLAN.absent says why)."""
+    return SCALES if model == "bicubic" else PLAN.scales[model]
+
+
+def absent_cells():
+    """Each model missing at some configured scales: those scales and why (the report)."""
+    return {
+        m: {"scales": [s for s in SCALES if s not in PLAN.scales[m]], "why": why}
+        for m, why in PLAN.absent.items()
+    }
+
+
 # Every path is spelled once, in litesr.methods.plan.Paths; rules name them through these.
 set_dir = PATHS.data
 model_file = PATHS.model
@@ -73,22 +88,25 @@ SCORECARD, AUDIT, REPORT = PATHS.scorecard, PATHS.audit, PATHS.report
 
 def eval_tables(wildcards=None):
     return [
-        PATHS.evaluation(m, s, t) for m in evaluated() for s in SCALES for t in TEST_SETS
+        PATHS.evaluation(m, s, t)
+        for m in evaluated()
+        for s in model_scales(m)
+        for t in TEST_SETS
     ]
 
 
 def sr_dirs(wildcards=None):
     """The SR image folders of eval_tables(), in the same order."""
-    return [PATHS.sr(m, s, t) for m in evaluated() for s in SCALES for t in TEST_SETS]
+    return [PATHS.sr(m, s, t) for m in evaluated() for s in model_scales(m) for t in TEST_SETS]
 
 
 def all_model_files(wildcards=None):
-    return [model_file(m, s) for m in reported_models() for s in SCALES]
+    return [model_file(m, s) for m in reported_models() for s in model_scales(m)]
 
 
 def model_names():
     """Names of all_model_files(), in the same order."""
-    return [m for m in reported_models() for _ in SCALES]
+    return [m for m in reported_models() for _ in model_scales(m)]
 
 
 def train_logs(wildcards=None):
@@ -114,12 +132,20 @@ CAPTIONS = {
 }
 
 
+def crop_models(scale):
+    """The models of the crop figure at ``scale``: the config's trained models, or every
+    reported model made at that scale where nothing is trained."""
+    return MODELS or [m for m in reported_models() if int(scale) in model_scales(m)]
+
+
 def report_figures(wildcards=None):
-    """``[title, png, caption]`` of every figure of the PDF: the core's, then the methods'."""
-    figures = [
-        ("PSNR against cost", PATHS.figure("psnr_vs_cost"), CAPTIONS["psnr_vs_cost"]),
-        ("Training curves", PATHS.figure("training_curves"), CAPTIONS["training_curves"]),
-    ]
+    """``[title, png, caption]`` of every figure of the PDF: the core's, then the methods'.
+    A config that trains nothing has no training curves."""
+    figures = [("PSNR against cost", PATHS.figure("psnr_vs_cost"), CAPTIONS["psnr_vs_cost"])]
+    if MODELS:
+        figures.append(
+            ("Training curves", PATHS.figure("training_curves"), CAPTIONS["training_curves"])
+        )
     if CROP:
         figures += [
             (f"Visual comparison ×{s}", PATHS.figure(f"crops_x{s}"), CAPTIONS["crops"])

@@ -59,7 +59,7 @@ rule figure_crops:
     conda:
         "../../envs/litesr.yaml"
     input:
-        models=lambda w: [model_file(m, w.scale) for m in MODELS],
+        models=lambda w: [model_file(m, w.scale) for m in crop_models(w.scale)],
         data=lambda w: set_dir(CROP["set"], w.scale),
     output:
         report(
@@ -71,7 +71,10 @@ rule figure_crops:
         caption=CAPTIONS["crops"],
         inputs=lambda w: to_json(
             {
-                "models": {"bicubic": "bicubic", **{m: model_file(m, w.scale) for m in MODELS}},
+                "models": {
+                    "bicubic": "bicubic",
+                    **{m: model_file(m, w.scale) for m in crop_models(w.scale)},
+                },
                 "data": set_dir(CROP["set"], w.scale),
                 "image": CROP["image"],
                 "box": CROP["box"],
@@ -178,6 +181,7 @@ rule report:
                 "scorecard": SCORECARD,
                 "figures": report_figures(),
                 "tables": report_tables(),
+                "absent": absent_cells(),
             }
         ),
     log:

@@ -23,11 +23,15 @@ class ConfigError(ValueError):
 @dataclass
 class WorkflowPlan:
     """What the rules make: models trained plainly, models made by method steps, figures
-    and tables (each with the method that declared it)."""
+    and tables (each with the method that declared it). ``scales``: the scales each model is
+    made at (a model made at some of the configured scales only has its reason in
+    ``absent``)."""
 
     trained: dict[str, TrainedModel] = field(default_factory=dict)
     made: dict[str, tuple[str, MadeModel]] = field(default_factory=dict)
     reported: list[str] = field(default_factory=list)
+    scales: dict[str, list[int]] = field(default_factory=dict)
+    absent: dict[str, str] = field(default_factory=dict)
     figures: list[tuple[str, Figure]] = field(default_factory=list)
     tables: list[tuple[str, Table]] = field(default_factory=list)
     rules: list[Path] = field(default_factory=list)
@@ -92,7 +96,7 @@ def enabled(config: dict[str, Any]) -> dict[str, Method]:
 
 def check_sets(config: dict[str, Any], paths: Paths) -> None:
     """Cross-references the schema cannot see: set names used by several sections."""
-    both = sorted(set(config["data"]["train"]) & set(paths.test_sets))
+    both = sorted(set(config["data"].get("train", {})) & set(paths.test_sets))
     if both:
         raise ConfigError(f"data: {both} is both the training set and a test set")
     crop = config.get("report", {}).get("crop")
@@ -100,18 +104,53 @@ def check_sets(config: dict[str, Any], paths: Paths) -> None:
         raise ConfigError(f"report.crop.set: {crop['set']!r} is not a test set {paths.test_sets}")
 
 
+def made_scales(model: MadeModel, scales: list[int], where: str) -> list[int]:
+    """The configured scales ``model`` is made at, in the config's order."""
+    if model.scales is None:
+        return list(scales)
+    extra = sorted(set(model.scales) - set(scales))
+    if extra or not model.scales:
+        raise ConfigError(f"{where}: scales {list(model.scales)} must be some of `scales` {scales}")
+    return [s for s in scales if s in model.scales]
+
+
+def check_trainable(plan: WorkflowPlan, paths: Paths) -> None:
+    """Something to evaluate, and a training set wherever something is trained: a config
+    may have no ``models`` and no ``data.train`` when its models all come from methods that
+    train nothing (the ``authors`` releases and files)."""
+    if not plan.reported:
+        raise ConfigError(
+            "models: nothing to evaluate; give `models` to train, or released models or "
+            "model files under methods.authors (releases, files)"
+        )
+    if paths.train_set is not None:
+        return
+    if plan.trained:
+        name = next(iter(plan.trained))
+        raise ConfigError(
+            f"data.train: the model {name!r} is trained, and there is no training set"
+        )
+    for method_name, model in plan.made.values():
+        if "@train" in model.inputs.values():
+            raise ConfigError(
+                f"data.train: methods.{method_name} (model {model.name}) trains on the "
+                "training set, and there is none"
+            )
+
+
 def collect(config: dict[str, Any], paths: Paths) -> WorkflowPlan:
     """The plan of the whole workflow; a ``ConfigError`` names the first wrong key."""
     check_sets(config, paths)
     plan = WorkflowPlan()
     claimed = []
-    for name, spec in config["models"].items():
+    for name, spec in config.get("models", {}).items():
         where = f"models.{name}"
         plan.add_model(name, where)
         check_recipe({"seed": 0, **spec["train"]}, f"{where}.train")
         check_arch(spec["arch"], spec.get("args", {}), paths.scales, f"{where}.args")
         check_patch(spec["arch"], spec.get("args", {}), paths.scales, spec["train"], where)
         plan.trained[name] = TrainedModel(name, spec["arch"], spec.get("args", {}), spec["train"])
+        plan.scales[name] = list(paths.scales)
         plan.reported.append(name)
     for method_name, method in enabled(config).items():
         section = config["methods"][method_name]
@@ -128,11 +167,16 @@ def collect(config: dict[str, Any], paths: Paths) -> WorkflowPlan:
             check_arch(model.arch, model.args, paths.scales, where)
             check_patch(model.arch, model.args, paths.scales, model.train, where)
             plan.trained[model.name] = model
+            plan.scales[model.name] = list(paths.scales)
         for model in method_plan.made:
-            plan.add_model(model.name, f"methods.{method_name} (model {model.name})")
+            where = f"methods.{method_name} (model {model.name})"
+            plan.add_model(model.name, where)
             if model.step not in method.steps:
                 raise ConfigError(f"methods.{method_name}: no step {model.step!r}")
             plan.made[model.name] = (method_name, model)
+            plan.scales[model.name] = made_scales(model, paths.scales, where)
+            if plan.scales[model.name] != list(paths.scales):
+                plan.absent[model.name] = model.absent or "not made at this scale"
         for model in [*method_plan.trained, *method_plan.made]:
             if model.reported:
                 plan.reported.append(model.name)
@@ -153,6 +197,14 @@ def collect(config: dict[str, Any], paths: Paths) -> WorkflowPlan:
         ]
         if missing:
             raise ConfigError(f"methods.{method_name}: model {model.name} needs unknown {missing}")
+        for ref in model.inputs.values():
+            lacking = [s for s in plan.scales[model.name] if s not in plan.scales.get(ref, [s])]
+            if lacking:
+                raise ConfigError(
+                    f"methods.{method_name}: model {model.name} at ×{lacking[0]} needs {ref}, "
+                    f"which is not made at ×{lacking[0]} ({plan.absent[ref]})"
+                )
+    check_trainable(plan, paths)
     for doc, roles in claimed:
         plan.claims += resolve(doc, roles, plan.reported, paths.test_sets)
     return plan

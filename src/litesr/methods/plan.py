@@ -35,6 +35,9 @@ class MadeModel:
     outside the workflow; ``{scale}`` in the path is replaced by the scale). ``params`` are
     the step's other keyword arguments (JSON). The step also gets ``scale``, ``out``,
     ``log``, ``stages`` (a folder for resumable stage files) and ``device``.
+
+    ``scales`` restricts it to some of the configured scales (None: every one); ``absent``
+    says why it is not made at the others (the report prints it beside the empty cells).
     """
 
     name: str
@@ -42,6 +45,8 @@ class MadeModel:
     inputs: dict[str, str]
     params: dict[str, Any]
     reported: bool = True
+    scales: tuple[int, ...] | None = None
+    absent: str = ""
 
 
 @dataclass(frozen=True)

@@ -117,20 +117,28 @@ def release_file(name: str) -> str:
     return get_release(name).file
 
 
-def release_at(name: str, scale: int) -> Release:
-    """The release (or the member of family ``name``) that serves ``scale``; a ValueError
-    names the scales it serves otherwise."""
+def _members(name: str) -> list[Release]:
+    """The release ``name``, or the members of family ``name``; a ValueError otherwise."""
     members = families().get(name) or ([_RELEASES[name]] if name in _RELEASES else [])
     if not members:
         known = sorted({*_RELEASES, *families()})
         raise ValueError(f"unknown release {name!r}; known: {', '.join(known)}")
-    for rel in members:
+    return members
+
+
+def served_scales(name: str) -> list[int]:
+    """The scales a release or family serves, sorted."""
+    return sorted(s for rel in _members(name) for s in rel.scales)
+
+
+def release_at(name: str, scale: int) -> Release:
+    """The release (or the member of family ``name``) that serves ``scale``; a ValueError
+    names the scales it serves otherwise."""
+    for rel in _members(name):
         if scale in rel.scales:
             return rel
-    served = sorted(s for rel in members for s in rel.scales)
     raise ValueError(
-        f"the authors released {name!r} for scale(s) {served} only, not ×{scale}: "
-        f"leave it out of methods.authors.releases or leave ×{scale} out of scales"
+        f"the authors released {name!r} for scale(s) {served_scales(name)} only, not ×{scale}"
     )
 
 
@@ -139,15 +147,26 @@ def model_name(release: str) -> str:
     return MODEL_PREFIX + release
 
 
+def listed(entry: str | dict[str, Any]) -> tuple[str, list[int] | None]:
+    """An entry of ``methods.authors.releases``: a name, or ``{name, scales}`` (the explicit
+    scales); the name and those scales (None when not given)."""
+    if isinstance(entry, str):
+        return entry, None
+    return entry["name"], entry.get("scales")
+
+
 def imported(config: dict[str, Any]) -> dict[str, Release]:
     """The models a workflow config imports (``methods.authors.releases``), by model name,
-    each with its release at the config's first scale: where other methods' plans find an
-    imported model's arch and args."""
+    each with its release at the first configured scale it serves (any, where it serves
+    none): where other methods' plans find an imported model's arch and args."""
     section = config.get("methods", {}).get("authors") or {}
-    return {
-        model_name(name): release_at(name, config["scales"][0])
-        for name in section.get("releases", [])
-    }
+    found = {}
+    for entry in section.get("releases", []):
+        name = listed(entry)[0]
+        served = served_scales(name)
+        scale = next((s for s in config["scales"] if s in served), served[0])
+        found[model_name(name)] = release_at(name, scale)
+    return found
 
 
 def _check_listed_hash(path: Path, digest: str) -> None:

@@ -56,7 +56,8 @@ def build_report(
     ``spec`` keys: ``config`` (the workflow configuration), ``summary`` (per-set PSNR/SSIM
     TSV), ``cost`` (cost TSV), ``catalog`` (each model's method, variant and size),
     ``tables`` (methods' tables: ``[title, "<method>.<kind>", params, caption]``),
-    ``figures`` (``[title, png, caption]``) and ``scorecard`` (the claims TSV, first page).
+    ``figures`` (``[title, png, caption]``), ``scorecard`` (the claims TSV, first page) and
+    ``absent`` (models made at some scales only: their missing ``scales`` and ``why``).
     ``method_table(kind)`` gives the function that makes a method's table and
     ``deviations(method)`` a method's checked deviations from its authors' code, or ``None``
     when it has none yet (the command passes the method registry's lookups: the report
@@ -87,7 +88,7 @@ def build_report(
         ),
         "how": HOW,
         "provenance": {k: str(v) for k, v in info.items()},
-        "accuracy": accuracy_for_print(summary),
+        "accuracy": accuracy_for_print(summary, spec.get("absent")),
         "cost": cost_for_print(cost, COST_NOTE),
         "tables": tables,
         "figures": [

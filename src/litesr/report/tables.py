@@ -53,7 +53,8 @@ def collapsed(summary: pd.DataFrame, baseline: str = "bicubic") -> list[str]:
     psnr = summary.pivot_table(index="model", columns=["set", "scale"], values="psnr_y")
     if baseline not in psnr.index:
         return []
-    close = (psnr - psnr.loc[baseline]).abs() <= COLLAPSE_DB
+    # A cell a model was not evaluated at (a release made at some scales only) does not count.
+    close = ((psnr - psnr.loc[baseline]).abs() <= COLLAPSE_DB) | psnr.isna()
     return [m for m in psnr.index if m != baseline and bool(close.loc[m].all())]
 
 
@@ -75,9 +76,25 @@ def typeset(frame: pd.DataFrame, caption: str, best: pd.DataFrame | None = None)
     return {"columns": columns, "rows": rows, "best": mask, "caption": caption}
 
 
-def accuracy_for_print(summary: pd.DataFrame) -> dict:
-    """The PSNR / SSIM table with the best PSNR per column in bold and collapsed models marked."""
-    table = psnr_ssim_table(summary)
+ABSENT = "–"
+
+
+def absent_note(absent: dict[str, dict]) -> str:
+    """The caption's sentence on the empty cells: each model missing at some scales, why."""
+    if not absent:
+        return ""
+    parts = [
+        f"{model} at {', '.join(f'×{s}' for s in info['scales'])} ({info['why']})"
+        for model, info in absent.items()
+    ]
+    return f" {ABSENT}: not evaluated: {'; '.join(parts)}."
+
+
+def accuracy_for_print(summary: pd.DataFrame, absent: dict[str, dict] | None = None) -> dict:
+    """The PSNR / SSIM table with the best PSNR per column in bold and collapsed models
+    marked; a cell of a model not made at that scale reads ``–``, and ``absent`` (model →
+    its missing ``scales`` and ``why``) puts the reasons in the caption."""
+    table = psnr_ssim_table(summary).fillna(ABSENT)
     psnr = summary.assign(scale=summary.scale.map("×{}".format)).pivot(
         index="model", columns=["set", "scale"], values="psnr_y"
     )
@@ -91,7 +108,7 @@ def accuracy_for_print(summary: pd.DataFrame) -> dict:
         table,
         "PSNR (dB) / SSIM on BT.601 Y, border = scale, SR rounded to uint8, averaged over "
         'images. Bold: the best model per column. "collapsed": within '
-        f"{COLLAPSE_DB} dB of bicubic everywhere.",
+        f"{COLLAPSE_DB} dB of bicubic everywhere." + absent_note(absent or {}),
         best,
     )
 

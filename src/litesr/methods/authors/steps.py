@@ -1,13 +1,16 @@
-"""The ``authors`` method's step: import one release at one scale."""
+"""The ``authors`` method's steps: import one release, or copy one model file, at one scale."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pandas as pd
 
+from litesr.atomic import atomic_path
 from litesr.digest import file_sha256
 from litesr.models.releases import import_weights, release_at
+from litesr.models.store import load_model
 from litesr.tsv import write_tsv
 
 
@@ -33,6 +36,33 @@ def import_release(
         pd.DataFrame(
             [{"release": rel.name, "source": str(weights), "sha256": file_sha256(weights)}]
         ),
+        log,
+        float_format=None,
+    )
+    return Path(out)
+
+
+def copy_file(
+    *,
+    weights: Path,
+    scale: int,
+    out: Path,
+    log: Path,
+    stages: Path | None = None,
+    device: str = "cpu",
+) -> Path:
+    """The litesr model file ``weights`` as the model ``out``, byte for byte, once it loads
+    (its digests, its size limits) and serves ``scale``; ``log`` gets a one-row TSV naming
+    the source and its SHA-256. ``stages`` and ``device`` are accepted for the step
+    interface and unused."""
+    weights = Path(weights)
+    model, _ = load_model(weights)
+    if int(model.scale) != scale:
+        raise ValueError(f"{weights}: the model is ×{int(model.scale)}, not ×{scale}")
+    with atomic_path(out) as tmp:
+        shutil.copyfile(weights, tmp)
+    write_tsv(
+        pd.DataFrame([{"file": str(weights), "sha256": file_sha256(weights)}]),
         log,
         float_format=None,
     )

@@ -1,0 +1,183 @@
+"""Scoring released models and model files without training anything: configs with no
+`models` and no training set, and models made at the scales they serve.
+(config/released.yaml's dry run is in test_workflow.)"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from conftest import REPO
+
+from litesr.methods.collect import ConfigError, WorkflowPlan, check_trainable, collect
+from litesr.methods.plan import MadeModel, Paths
+from litesr.models import build
+from litesr.models.releases import imported
+from litesr.models.store import load_model, save_model
+from litesr.report.tables import accuracy_for_print
+
+PLUGIN = REPO / "tests" / "plugin"
+
+
+def _config(**methods) -> dict:
+    """A config of methods alone: two test folders, no `models`, no training set."""
+    return {
+        "scales": [2, 4],
+        "data": {"source": "folder", "test": {"Set5": "a/x{scale}", "Set14": "b/x{scale}"}},
+        "methods": methods,
+    }
+
+
+def _paths(config: dict) -> Paths:
+    train = next(iter(config["data"].get("train", {})), None)
+    return Paths(config["scales"], train, list(config["data"]["test"]))
+
+
+def test_a_config_of_releases_alone_plans_no_training() -> None:
+    config = _config(authors={"reference": "ref", "releases": ["ail_vdsr64_teacher"]})
+    plan = collect(config, _paths(config))
+    assert plan.trained == {}
+    assert plan.reported == ["authors-ail_vdsr64_teacher"]
+
+
+def test_model_files_by_path_are_models_of_their_own_name() -> None:
+    config = _config(authors={"files": {"mine": "runs/mine/x{scale}/model.safetensors"}})
+    plan = collect(config, _paths(config))
+    method, model = plan.made["mine"]
+    assert (method, model.step) == ("authors", "file")
+    assert model.inputs == {"weights": "file:runs/mine/x{scale}/model.safetensors"}
+
+
+def test_a_trained_model_without_a_training_set_is_refused_naming_data_train() -> None:
+    config = _config(authors={"reference": "ref", "releases": ["ail_vdsr64_teacher"]})
+    config["models"] = {
+        "m": {"arch": "edsr", "args": {"n_feats": 8, "n_resblocks": 1}, "train": {"steps": 2}}
+    }
+    with pytest.raises(ConfigError, match=r"data.train: the model 'm' is trained"):
+        collect(config, _paths(config))
+
+
+def test_a_method_step_on_the_training_set_without_one_is_refused() -> None:
+    plan = WorkflowPlan(reported=["x"])
+    plan.made["x"] = ("toy", MadeModel("x", "step", {"data": "@train"}, {}))
+    with pytest.raises(ConfigError, match=r"data.train: methods.toy \(model x\) trains"):
+        check_trainable(plan, Paths([4], None, ["Set5"]))
+
+
+def test_a_config_with_nothing_to_evaluate_is_refused() -> None:
+    with pytest.raises(ConfigError, match="models: nothing to evaluate"):
+        collect(_config(), _paths(_config()))
+
+
+def test_the_file_step_copies_a_model_file_byte_for_byte(tmp_path: Path) -> None:
+    from litesr.methods.authors.steps import copy_file
+
+    torch.manual_seed(0)
+    source = tmp_path / "src.safetensors"
+    save_model(
+        build("edsr", scale=2, n_resblocks=1, n_feats=8),
+        source,
+        arch="edsr",
+        args={"scale": 2, "n_resblocks": 1, "n_feats": 8},
+        meta={"method": "x"},
+    )
+    out = copy_file(weights=source, scale=2, out=tmp_path / "m.safetensors", log=tmp_path / "l")
+    assert out.read_bytes() == source.read_bytes()
+    assert load_model(out)[1]["method"] == "x"
+    assert str(source) in (tmp_path / "l").read_text()
+    with pytest.raises(ValueError, match=r"src.safetensors: the model is ×2, not ×4"):
+        copy_file(weights=source, scale=4, out=tmp_path / "n.safetensors", log=tmp_path / "k")
+    assert not (tmp_path / "n.safetensors").exists()
+
+
+# --- releases and files at the scales they serve -------------------------------------------
+
+
+def test_each_release_is_made_at_the_configured_scales_it_serves() -> None:
+    config = _config(
+        authors={"reference": "ref", "releases": ["ail_vdsr64_teacher", "dipnet", "rlfn_ntire2024"]}
+    )
+    plan = collect(config, _paths(config))
+    assert plan.scales == {
+        "authors-ail_vdsr64_teacher": [2, 4],
+        "authors-dipnet": [4],
+        "authors-rlfn_ntire2024": [4],
+    }
+    assert plan.absent == {
+        "authors-dipnet": "the authors released it for ×4 only",
+        "authors-rlfn_ntire2024": "the authors released it for ×4 only",
+    }
+    assert imported(config)["authors-dipnet"].name == "dipnet_x4"
+
+
+def test_a_release_s_scales_may_be_given_and_must_be_served() -> None:
+    entry = {"name": "ail_vdsr64_teacher", "scales": [4]}
+    config = _config(authors={"reference": "ref", "releases": [entry]})
+    plan = collect(config, _paths(config))
+    assert plan.scales["authors-ail_vdsr64_teacher"] == [4]
+    assert "left out by its `scales`" in plan.absent["authors-ail_vdsr64_teacher"]
+    entry["name"] = "dipnet"
+    entry["scales"] = [2, 4]
+    with pytest.raises(ConfigError, match=r"'dipnet' is asked for at ×2, but .* for ×4 only"):
+        collect(config, _paths(config))
+    entry["name"] = "ail_vdsr64_teacher"  # served at ×3, which `scales` does not have
+    entry["scales"] = [3]
+    with pytest.raises(ConfigError, match=r"teacher\): scales \[3\] must be some of `scales`"):
+        collect(config, _paths(config))
+
+
+def test_a_release_serving_no_configured_scale_is_refused() -> None:
+    config = _config(authors={"reference": "ref", "releases": ["dipnet"]})
+    config["scales"] = [2, 3]
+    with pytest.raises(ConfigError, match=r"'dipnet' for ×4 only, not ×2, ×3: none of"):
+        collect(config, _paths(config))
+
+
+def test_a_model_file_without_scale_in_its_path_is_made_at_its_own_scale(tmp_path: Path) -> None:
+    path = tmp_path / "mine.safetensors"
+    save_model(
+        build("edsr", scale=2, n_resblocks=1, n_feats=8),
+        path,
+        arch="edsr",
+        args={"scale": 2, "n_resblocks": 1, "n_feats": 8},
+    )
+    config = _config(authors={"files": {"mine": str(path)}})
+    plan = collect(config, _paths(config))
+    assert plan.scales["mine"] == [2]
+    assert plan.absent["mine"] == "the file is a ×2 model"
+    config["methods"]["authors"]["files"]["gone"] = str(tmp_path / "gone.safetensors")
+    with pytest.raises(ConfigError, match=r"files.gone: model file not found"):
+        collect(config, _paths(config))
+
+
+def test_a_method_model_needing_a_model_absent_at_a_scale_is_refused(monkeypatch) -> None:
+    monkeypatch.syspath_prepend(str(PLUGIN))
+    monkeypatch.setenv("LITESR_METHODS", "toya")
+    config = _config(
+        authors={"reference": "ref", "releases": ["dipnet"]}, toya={"source": "authors-dipnet"}
+    )
+    with pytest.raises(
+        ConfigError,
+        match=r"toya-copy at ×2 needs authors-dipnet, which is not made at ×2 \(the authors",
+    ):
+        collect(config, _paths(config))
+
+
+def test_the_accuracy_table_marks_absent_cells_and_says_why() -> None:
+    summary = pd.DataFrame(
+        [
+            ("bicubic", "Set5", 2, 33.7, 0.93),
+            ("bicubic", "Set5", 4, 28.4, 0.81),
+            ("authors-dipnet", "Set5", 4, 31.8, 0.89),
+        ],
+        columns=["model", "set", "scale", "psnr_y", "ssim_y"],
+    )
+    absent = {"authors-dipnet": {"scales": [2], "why": "the authors released it for ×4 only"}}
+    table = accuracy_for_print(summary, absent)
+    assert table["rows"][1] == ["authors-dipnet", "–", "31.80 / 0.8900"]
+    assert table["caption"].endswith(
+        "–: not evaluated: authors-dipnet at ×2 (the authors released it for ×4 only)."
+    )
+    assert table["best"][1] == [False, False, True]
