@@ -1,16 +1,20 @@
 """Scoring released models and model files without training anything: configs with no
-`models` and no training set, and models made at the scales they serve.
-(config/released.yaml's dry run is in test_workflow.)"""
+`models` and no training set, models made at the scales they serve, benchmark folders named
+as public releases name them. (config/released.yaml's dry run is in test_workflow.)"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 from conftest import REPO
 
+from litesr.data.images import list_images, write_png
+from litesr.data.sources import image_name, prepare_set
+from litesr.evaluate.run import evaluate_set
 from litesr.methods.collect import ConfigError, WorkflowPlan, check_trainable, collect
 from litesr.methods.plan import MadeModel, Paths
 from litesr.models import build
@@ -181,3 +185,55 @@ def test_the_accuracy_table_marks_absent_cells_and_says_why() -> None:
         "–: not evaluated: authors-dipnet at ×2 (the authors released it for ×4 only)."
     )
     assert table["best"][1] == [False, False, True]
+
+
+# --- benchmark folders named as public releases name them -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("file", "name"),
+    [
+        ("img_001_SRF_4_HR.png", "img_001"),
+        ("baby_HR.png", "baby"),
+        ("bird_GT.bmp", "bird"),
+        ("0801x4.png", "0801"),
+        ("0801.png", "0801"),
+        ("img_001_SRF_4_LR.png", "img_001_SRF_4_LR"),
+        ("matrix4.png", "matrix4"),
+        ("_HR.png", "_HR"),
+    ],
+)
+def test_release_suffixes_are_stripped_from_image_names(file: str, name: str) -> None:
+    assert image_name(Path(file)) == name
+
+
+def test_a_set_of_release_names_is_prepared_and_evaluated_under_clean_names(
+    tmp_path: Path, rng
+) -> None:
+    folder = tmp_path / "HR"
+    folder.mkdir()
+    for file in ("img_001_SRF_4_HR.png", "baby_HR.png", "0801x4.png"):
+        write_png(folder / file, rng.integers(0, 256, (48, 40, 3), dtype=np.uint8))
+    prepared = prepare_set(list_images(folder), 4, tmp_path / "set", progress=False)
+    assert sorted(p.name for p in (prepared / "HR").iterdir()) == [
+        "0801.png",
+        "baby.png",
+        "img_001.png",
+    ]
+    manifest = pd.read_csv(prepared / "manifest.tsv", sep="\t", dtype=str)
+    assert set(manifest.name) == {"0801", "baby", "img_001"}
+    assert manifest.source.str.endswith("_HR.png").sum() == 2
+    table = evaluate_set(
+        "bicubic", prepared, 4, tmp_path / "e.tsv", model_name="b", set_name="s", progress=False
+    )
+    assert sorted(table.image) == ["0801", "baby", "img_001"]
+
+
+def test_two_files_that_become_one_name_are_refused_naming_both(tmp_path: Path, rng) -> None:
+    folder = tmp_path / "HR"
+    folder.mkdir()
+    for file in ("baby.png", "baby_HR.png", "bird.png"):
+        write_png(folder / file, rng.integers(0, 256, (24, 24, 3), dtype=np.uint8))
+    with pytest.raises(ValueError, match=r"share the name\(s\) \['baby'\].*baby.png.*baby_HR.png"):
+        prepare_set(list_images(folder), 2, tmp_path / "set", progress=False)
+    assert not (tmp_path / "set").exists()

@@ -9,6 +9,7 @@ image with its source, sizes and the SHA-256 of the HR and LR PNG files, so that
 from __future__ import annotations
 
 import hashlib
+import re
 import string
 from importlib.resources import files
 from pathlib import Path
@@ -28,6 +29,12 @@ MANIFEST = "manifest.tsv"
 FINGERPRINT_COLUMNS = ("name", "hr_sha256", "lr_sha256")
 
 SOURCES = ("embedded", "folder", "download")
+
+# What public releases of benchmark sets add to an image's name, stripped when a set is
+# prepared: ``img_001_SRF_4_HR`` (the SelfExSR release of Set5, Set14, B100, Urban100),
+# ``baby_HR`` and ``baby_GT`` (other copies of Set5 and Set14), ``0801x4`` (DIV2K's per-scale
+# names: digits, ``x``, the scale).
+RELEASE_SUFFIX = re.compile(r"^(?:(?P<name>.+?)(?:_SRF_\d+_HR|_HR|_GT)|(?P<number>\d+)x\d)$")
 
 
 def embedded_dir() -> Path:
@@ -86,21 +93,33 @@ def folder_path(where: str, scale: int) -> Path:
         raise ValueError(f"data folder {where!r}: {type(err).__name__}: {err} ({hint})") from None
 
 
+def image_name(path: Path) -> str:
+    """The name an image gets in a prepared set, its tables and figures: its file name's stem
+    without a release's suffix (:data:`RELEASE_SUFFIX`): ``img_001_SRF_4_HR.png`` →
+    ``img_001``, ``baby_HR.png`` → ``baby``, ``0801x4.png`` → ``0801``."""
+    found = RELEASE_SUFFIX.match(path.stem)
+    return (found["name"] or found["number"]) if found else path.stem
+
+
 def prepare_set(images: list[Path], scale: int, out: Path, progress: bool = True) -> Path:
     """Write modcropped HR and bicubic LR PNGs of ``images`` and their manifest to ``out``.
 
     An image stored with one channel is written with one channel (HR and LR), so that the
-    evaluation can measure it as the field does (:func:`litesr.evaluate.run.measure`).
+    evaluation can measure it as the field does (:func:`litesr.evaluate.run.measure`). Each
+    image is named by :func:`image_name`; two images of one name are refused, both named.
 
     The folder appears whole or not at all (it is built beside ``out``, then renamed), with
     the permissions the umask gives.
     """
     out = Path(out)
-    stems = sorted(p.stem for p in images)
-    clash = sorted({s for s in stems if stems.count(s) > 1})
+    names = [image_name(p) for p in images]
+    clash = sorted({n for n in names if names.count(n) > 1})
     if clash:
-        named = [str(p) for p in images if p.stem in clash]
-        raise ValueError(f"images of the set share a name stem {clash}: {named}")
+        named = [str(p) for p, n in zip(images, names, strict=True) if n in clash]
+        raise ValueError(
+            f"images of the set would share the name(s) {clash} once release suffixes "
+            f"(_SRF_<s>_HR, _HR, _GT, <digits>x<s>) are stripped: {named}; rename one"
+        )
     with atomic_dir(out) as tmp:
         rows = []
         for path in tqdm(images, desc=f"prepare {out.name}", disable=not progress):
@@ -113,12 +132,12 @@ def prepare_set(images: list[Path], scale: int, out: Path, progress: bool = True
             grey = stored_grey(path)
             if grey:
                 hr, lr = hr[..., 0], lr[..., 0]
-            name = f"{path.stem}.png"
+            name = f"{image_name(path)}.png"
             write_png(tmp / "HR" / name, hr)
             write_png(tmp / "LR" / name, lr)
             rows.append(
                 {
-                    "name": path.stem,
+                    "name": image_name(path),
                     "source": str(path),
                     "hr_h": hr.shape[0],
                     "hr_w": hr.shape[1],
