@@ -419,3 +419,30 @@ def test_a_crash_while_saving_the_model_keeps_the_checkpoint(train_dir, tmp_path
     assert not ckpt.exists()
     log = pd.read_csv(out.with_suffix(".tsv"), sep="\t")
     assert log.step.tolist() == list(range(1, 13))
+
+
+def test_a_worker_draws_the_batches_and_states_of_the_training_process(train_dir):
+    """On a GPU a DataLoader worker draws ahead; it continues the one generator, so batches and
+    the checkpointed generator state are those drawn in the training process."""
+    from litesr.train.loader import Batches
+    from litesr.train.patches import FixedPatchSampler, extract_patches
+
+    sampler = PatchSampler(load_pairs(train_dir, 2, 8), 2, 8)
+    cpu = torch.device("cpu")
+    here = Batches(sampler, 4, torch.Generator().manual_seed(5), cpu, worker=False)
+    ahead = Batches(sampler, 4, torch.Generator().manual_seed(5), cpu, worker=True)
+    with here, ahead:
+        for _ in range(5):
+            assert all(torch.equal(a, b) for a, b in zip(next(here), next(ahead), strict=True))
+            assert torch.equal(here.state(), ahead.state())
+    fixed = FixedPatchSampler(*extract_patches(sampler, 16, seed=0))
+    moved = fixed.to(cpu)
+    draws = [s.sample(4, torch.Generator().manual_seed(1)) for s in (fixed, moved)]
+    assert all(torch.equal(a, b) for a, b in zip(*draws, strict=True))
+
+
+def test_gpus_split_the_global_batch_and_leave_the_fingerprint():
+    with pytest.raises(ValueError, match="split evenly over gpus = 4"):
+        TrainSpec.from_dict({"steps": 1, "batch_size": 6, "gpus": 4})
+    one, two = (TrainSpec.from_dict({"steps": 1, "batch_size": 8, "gpus": g}) for g in (1, 2))
+    assert one.fingerprint("x") == two.fingerprint("x"), "the processes run enter fit's key"

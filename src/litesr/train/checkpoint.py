@@ -49,7 +49,8 @@ def write_failed(path: Path, err: BaseException) -> WriteFailed:
 
 @dataclass
 class Checkpoint:
-    """Everything a run needs to continue exactly where it stopped."""
+    """Everything a run needs to continue exactly where it stopped. ``generator`` is the
+    sampler's RNG state; a data-parallel run keeps one row per rank."""
 
     step: int
     task: dict[str, torch.Tensor]

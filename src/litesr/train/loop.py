@@ -8,6 +8,12 @@ optimiser, then ``task.after_step``. Every ``checkpoint_every`` steps the run is
 the same weights as an uninterrupted one. The last checkpoint, at the final step, stays until
 the caller has saved what it made from the run (then it removes it), so a crash while the
 model is written loses no training.
+
+Under ``torchrun`` (see ``litesr.train.dist``) the task is trained data-parallel: each rank
+draws ``batch_size / N`` patches per step from its own generator (seeded from the recipe's
+seed and its rank), DistributedDataParallel averages the gradients, and the logged loss is
+that of the global batch. Rank 0 writes the checkpoint (with every rank's generator state) and
+the log; a checkpoint resumes only with the number of processes that made it.
 """
 
 from __future__ import annotations
@@ -21,10 +27,12 @@ from pathlib import Path
 import pandas as pd
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from litesr.device import resolve_device
+from litesr.train import dist
 from litesr.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint, write_failed
+from litesr.train.loader import Batches
 from litesr.train.objectives import Task
 from litesr.train.patches import Sampler
 from litesr.train.spec import TrainSpec
@@ -72,6 +80,40 @@ def _write_log(rows: list[dict], path: Path) -> None:
         raise write_failed(path, err) from None
 
 
+class _TaskLoss(nn.Module):
+    """The task's loss as a module's forward, which DistributedDataParallel wraps."""
+
+    def __init__(self, task: Task) -> None:
+        super().__init__()
+        self.task = task
+
+    def forward(self, *batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        return self.task.loss(*batch)
+
+
+def _resume(path: Path, key: str) -> Checkpoint | None:
+    """The checkpoint to resume from. With several ranks, rank 0 reads it first (setting a
+    bad one aside), then the others read the one it accepted."""
+    if dist.world_size() == 1:
+        return load_checkpoint(path, key)
+    state = load_checkpoint(path, key) if dist.is_main() else None
+    if dist.main_says(state is not None) and state is None:
+        state = load_checkpoint(path, key)
+        if state is None:
+            raise RuntimeError(f"{path}: rank 0 resumed from it, rank {dist.rank()} cannot")
+    return state
+
+
+def _global(loss: torch.Tensor, extras: dict[str, float], reduction: str):
+    """The loss of the global batch (the ranks' mean or sum, as the task reduces) and the
+    extras averaged over the ranks."""
+    local = torch.tensor([float(loss.detach()), *extras.values()], dtype=torch.float64)
+    total = dist.all_reduce(local, "sum")
+    value = float(total[0]) / (1 if reduction == "sum" else dist.world_size())
+    means = (total[1:] / dist.world_size()).tolist()
+    return value, dict(zip(extras, means, strict=True))
+
+
 def fit(
     task: Task,
     sampler: Sampler,
@@ -91,7 +133,12 @@ def fit(
     The run ends with a checkpoint at its last step: the caller removes ``checkpoint`` once
     it has saved the trained model (a rerun before that resumes at the end, at no cost).
     """
-    dev = resolve_device(device)
+    dev = dist.setup(device)
+    world, rank, main = dist.world_size(), dist.rank(), dist.is_main()
+    if spec.batch_size % world:
+        raise ValueError(f"batch_size {spec.batch_size} cannot be split over {world} processes")
+    if spec.gpus > 1 and world != spec.gpus:
+        log.warning("the recipe asks for %d processes; training on %d", spec.gpus, world)
     task.to(dev).train()
     groups = task.param_groups()
     params = [p for group in groups for p in group["params"]]
@@ -99,12 +146,12 @@ def fit(
     sched = make_scheduler(opt, spec)
     use_amp = spec.amp and dev.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    gen = torch.Generator().manual_seed(spec.seed)
+    gen = torch.Generator().manual_seed(dist.rank_seed(spec.seed, rank))
     start, rows = 0, []
     checkpoint, log_tsv = Path(checkpoint), Path(log_tsv)
-    key = spec.fingerprint(fingerprint, sampler.key)
+    key = spec.fingerprint(fingerprint, sampler.key, *([{"processes": world}] if world > 1 else []))
 
-    state = load_checkpoint(checkpoint, key)
+    state = _resume(checkpoint, key)
     if state is not None:
         missing, unexpected = task.load_state_dict(state.task, strict=False)
         missing = [k for k in missing if k in task.trainable_state()]
@@ -113,11 +160,24 @@ def fit(
         _fast_forward(sched, state.step)
         opt.load_state_dict(state.optimizer)
         scaler.load_state_dict(state.scaler)
-        gen.set_state(state.generator)
+        # A row is copied: set_state reads a view's storage from its start, not its offset.
+        gen.set_state(state.generator if world == 1 else state.generator[rank].clone())
         start, rows = state.step, state.rows
         log.info("resumed from %s at step %d", checkpoint, start)
 
+    loss_of = task.loss
+    if world > 1:
+        loss_of = DistributedDataParallel(
+            _TaskLoss(task),
+            device_ids=[dev.index] if dev.type == "cuda" else None,
+            find_unused_parameters=True,
+        )
+    batches = Batches(sampler, spec.batch_size // world, gen, dev)
+
     def save(step: int) -> None:
+        generator = batches.state() if world == 1 else dist.gather_rows(batches.state())
+        if not main:
+            return
         save_checkpoint(
             checkpoint,
             key,
@@ -126,7 +186,7 @@ def fit(
                 task=task.trainable_state(),
                 optimizer=opt.state_dict(),
                 scaler=scaler.state_dict(),
-                generator=gen.get_state(),
+                generator=generator,
                 rows=rows,
             ),
         )
@@ -138,39 +198,45 @@ def fit(
         initial=start,
         total=spec.steps,
         desc=f"train {log_tsv.parent}",
-        disable=not progress,
+        disable=not (progress and main),
         mininterval=1.0,
     )
-    for step in bar:
-        batch = [t.to(dev, non_blocking=True) for t in sampler.sample(spec.batch_size, gen)]
-        with torch.autocast(dev.type, enabled=use_amp):
-            loss, extras = task.loss(*batch)
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise TrainingDiverged(
-                f"loss became {value} at step {step} (log: {log_tsv}); lower the learning "
-                "rate or set grad_clip"
+    with batches:
+        for step in bar:
+            batch = next(batches)
+            with torch.autocast(dev.type, enabled=use_amp):
+                loss, extras = loss_of(*batch)
+            if world == 1:
+                value = float(loss.detach())
+            else:
+                value, extras = _global(loss, extras, task.batch_reduction)
+                if task.batch_reduction == "sum":
+                    loss = loss * world
+            if not math.isfinite(value):
+                raise TrainingDiverged(
+                    f"loss became {value} at step {step} (log: {log_tsv}); lower the learning "
+                    "rate or set grad_clip"
+                )
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if spec.grad_clip:
+                scaler.unscale_(opt)
+                nn.utils.clip_grad_norm_(params, spec.grad_clip)
+            scaler.step(opt)
+            scaler.update()
+            task.after_step(step)
+            rows.append(
+                {
+                    "step": step,
+                    "loss": value,
+                    "lr": opt.param_groups[0]["lr"],
+                    **extras,
+                    "seconds": round(time.perf_counter() - t0, 3),
+                }
             )
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if spec.grad_clip:
-            scaler.unscale_(opt)
-            nn.utils.clip_grad_norm_(params, spec.grad_clip)
-        scaler.step(opt)
-        scaler.update()
-        task.after_step(step)
-        rows.append(
-            {
-                "step": step,
-                "loss": value,
-                "lr": opt.param_groups[0]["lr"],
-                **extras,
-                "seconds": round(time.perf_counter() - t0, 3),
-            }
-        )
-        sched.step()
-        bar.set_postfix(loss=f"{value:.4f}", refresh=False)
-        if step % spec.checkpoint_every == 0 and step < spec.steps:
-            save(step)
-    save(spec.steps)
+            sched.step()
+            bar.set_postfix(loss=f"{value:.4f}", refresh=False)
+            if step % spec.checkpoint_every == 0 and step < spec.steps:
+                save(step)
+        save(spec.steps)
     return task.eval()

@@ -25,7 +25,15 @@ PIXEL_LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
 
 
 class Task(nn.Module):
-    """The student, plus the extra trainable and frozen modules one method's loss needs."""
+    """The student, plus the extra trainable and frozen modules one method's loss needs.
+
+    ``batch_reduction`` says how :meth:`loss` reduces over the batch, ``"mean"`` or ``"sum"``:
+    data-parallel training averages the ranks' gradients, right for a mean; a sum's are
+    multiplied by the number of ranks, so that the global batch gets the gradient of one
+    process.
+    """
+
+    batch_reduction = "mean"
 
     def __init__(self, student: nn.Module) -> None:
         super().__init__()
@@ -82,6 +90,7 @@ class PixelTask(Task):
     def __init__(self, student: nn.Module, loss: str = "l1", channel: str = "rgb") -> None:
         super().__init__(student)
         self.fn, self.channel = PIXEL_LOSSES[loss], channel
+        self.batch_reduction = "sum" if loss == "l2_sum" else "mean"
 
     def loss(self, lr: Tensor, hr: Tensor) -> tuple[Tensor, dict[str, float]]:
         if self.channel == "y":

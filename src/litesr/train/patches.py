@@ -19,7 +19,12 @@ log = logging.getLogger(__name__)
 
 class Sampler(Protocol):
     """What ``fit`` draws batches from: ``sample`` returns ``(lr, hr, *extras)`` (the task's
-    ``loss`` arguments) from the generator alone; ``key`` names the content for checkpoints."""
+    ``loss`` arguments) from the generator alone; ``key`` names the content for checkpoints.
+
+    Optional, for GPUs (see ``litesr.train.loader``): ``worker_safe = True`` says ``sample``
+    reads host memory alone, so a DataLoader worker may draw ahead; ``to(device)`` returns the
+    sampler drawing on that device.
+    """
 
     key: str
 
@@ -67,6 +72,8 @@ class PatchSampler:
     All randomness comes from the ``torch.Generator`` passed to :meth:`sample`, so a
     checkpointed generator state reproduces the exact batch sequence.
     """
+
+    worker_safe = True  # draws from numpy arrays alone
 
     def __init__(
         self,
@@ -132,6 +139,16 @@ class FixedPatchSampler:
 
     def __len__(self) -> int:
         return len(self.lr)
+
+    def to(self, device: torch.device) -> FixedPatchSampler:
+        """The same set held on ``device``: batches are then indexed there (the indices still
+        come from the CPU generator, so the draws are unchanged)."""
+        return FixedPatchSampler(
+            self.lr.to(device),
+            self.hr.to(device),
+            [t.to(device) for t in self.extras],
+            key=self.key,
+        )
 
     def sample(self, batch_size: int, gen: torch.Generator) -> tuple[torch.Tensor, ...]:
         """``(lr, hr, *extras)`` of ``batch_size`` patches; lr and hr as floats in [0, 1]."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from litesr.atomic import output_lock
 from litesr.data.sources import data_fingerprint
 from litesr.models import build
 from litesr.models.store import save_model
+from litesr.train import dist
 from litesr.train.loop import fit
 from litesr.train.objectives import PixelTask, Task
 from litesr.train.patches import PatchSampler, load_pairs
@@ -51,11 +53,12 @@ def train_model(
     not change) and must then name what the task adds in ``key``.
 
     The training checkpoint lives beside ``out`` (``<out>.ckpt``) until the model is saved,
-    so re-running the same command after a kill resumes it.
+    so re-running the same command after a kill resumes it. Under ``torchrun`` rank 0 alone
+    locks ``out`` and writes it.
     """
     spec = TrainSpec.from_dict(recipe)
     out = Path(out)
-    with output_lock(out):
+    with output_lock(out) if dist.is_main() else contextlib.nullcontext():
         torch.manual_seed(spec.seed)
         model = build(arch, scale=scale, **args)
         task = make_task(model) if make_task else PixelTask(model, spec.loss, spec.channel)
@@ -70,12 +73,13 @@ def train_model(
             fingerprint=f"{arch}{sorted(args.items())}{scale}{key}",
             progress=progress,
         )
-        save_model(
-            model.cpu(),
-            out,
-            arch=arch,
-            args={"scale": scale, **args},
-            meta={**(meta or {}), "train": recipe, "data": str(data)},
-        )
-        checkpoint.unlink(missing_ok=True)
+        if dist.is_main():
+            save_model(
+                model.cpu(),
+                out,
+                arch=arch,
+                args={"scale": scale, **args},
+                meta={**(meta or {}), "train": recipe, "data": str(data)},
+            )
+            checkpoint.unlink(missing_ok=True)
     return out

@@ -31,6 +31,7 @@ class TrainSpec:
     amp: bool = False
     augment: bool = True
     seed: int = 0
+    gpus: int = 1
 
     OPTIMIZERS = ("adam", "sgd")
     SCHEDULERS = ("none", "multistep", "cosine", "onecycle")
@@ -46,12 +47,17 @@ class TrainSpec:
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"training {name} {getattr(self, name)!r}: use one of {allowed}")
-        for name in ("steps", "batch_size", "lr_patch", "checkpoint_every", "seed"):
+        for name in ("steps", "batch_size", "lr_patch", "checkpoint_every", "seed", "gpus"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool):
                 raise ValueError(f"training {name} must be a whole number, got {value!r}")
-        if self.steps < 1 or self.batch_size < 1 or self.lr_patch < 1:
-            raise ValueError("training steps, batch_size and lr_patch must be positive")
+        if min(self.steps, self.batch_size, self.lr_patch, self.gpus) < 1:
+            raise ValueError("training steps, batch_size, lr_patch and gpus must be positive")
+        if self.batch_size % self.gpus:
+            raise ValueError(
+                f"training batch_size {self.batch_size} is the global batch: it must split "
+                f"evenly over gpus = {self.gpus} processes"
+            )
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainSpec:
@@ -64,6 +70,10 @@ class TrainSpec:
         return cls(**fixed)
 
     def fingerprint(self, *extra: Any) -> str:
-        """Hash of the recipe and anything else a checkpoint must match to be resumed."""
-        blob = json.dumps([dataclasses.asdict(self), *extra], sort_keys=True, default=str)
+        """Hash of the recipe and anything else a checkpoint must match to be resumed.
+
+        ``gpus`` is left out: it asks for processes, and the loop adds the number it runs on.
+        """
+        recipe = {k: v for k, v in dataclasses.asdict(self).items() if k != "gpus"}
+        blob = json.dumps([recipe, *extra], sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -6,7 +6,8 @@ its own; the runner saves it to the stage's file with a key chaining every earli
 key, the run's fingerprint and the stage's own. A re-run reloads each finished stage whose
 key matches and continues with the first one that is missing; inside a stage, ``fit``
 resumes from the stage's checkpoint. On CPU, a run killed anywhere ends bit-identical to
-an uninterrupted one.
+an uninterrupted one. Under ``torchrun`` every rank runs the stages; rank 0 alone writes
+their files, and the others wait for it after each stage.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from torch import nn
 
 from litesr.models import arch_of
 from litesr.models.store import load_model, read_meta, save_model
+from litesr.train import dist
 
 log = logging.getLogger(__name__)
 
@@ -70,19 +72,22 @@ def run_stages(model: nn.Module, stages: list[Stage], *, fingerprint: str) -> nn
         key = _chain(key, stage)
         files = stage.files
         if _finished(stage, key):
-            files.checkpoint.unlink(missing_ok=True)  # left by a crash right after the save
+            if dist.is_main():  # left by a crash right after the save
+                files.checkpoint.unlink(missing_ok=True)
             model = load_model(files.model)[0]
             log.info("stage %d (%s) already done: %s", index, stage.name, files.model)
             continue
         log.info("stage %d/%d: %s", index + 1, len(stages), stage.name)
         model = stage.run(model, files)
-        arch, args = arch_of(model)
-        save_model(
-            model.cpu(),
-            files.model,
-            arch=arch,
-            args=args,
-            meta={"stage": stage.name, "stage_key": key},
-        )
-        files.checkpoint.unlink(missing_ok=True)
+        arch, args = arch_of(model.cpu())
+        if dist.is_main():
+            save_model(
+                model,
+                files.model,
+                arch=arch,
+                args=args,
+                meta={"stage": stage.name, "stage_key": key},
+            )
+            files.checkpoint.unlink(missing_ok=True)
+        dist.barrier()
     return model

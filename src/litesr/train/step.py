@@ -11,7 +11,8 @@ the method's metadata. With :class:`StepRun` a step reads as its algorithm::
         return run.finish(net, variant="progressive", source=str(model))
 
 A killed step resumes at the stage and step it reached (see ``litesr.train.stages``) and ends
-with the weights an uninterrupted one would have made.
+with the weights an uninterrupted one would have made. Under ``torchrun`` every rank runs the
+step and trains together in ``fit``; rank 0 alone locks and writes the step's files.
 """
 
 from __future__ import annotations
@@ -28,10 +29,10 @@ from torch import nn
 
 from litesr.atomic import output_lock
 from litesr.data.sources import data_fingerprint
-from litesr.device import resolve_device
 from litesr.digest import file_sha256
 from litesr.models import arch_of
 from litesr.models.store import save_model
+from litesr.train import dist
 from litesr.train.loop import fit
 from litesr.train.objectives import Task
 from litesr.train.patches import Sampler
@@ -71,13 +72,14 @@ class StepRun:
     ) -> None:
         self.method = method
         self.out, self.log, self.stage_dir = Path(out), Path(log), Path(stages)
-        self.dev = resolve_device(device)
+        self.dev = dist.setup(device)
         self.progress = progress
         self.plan: list[Stage] = []
         self._lock = contextlib.ExitStack()
 
     def __enter__(self) -> StepRun:
-        self._lock.enter_context(output_lock(self.out))
+        if dist.is_main():
+            self._lock.enter_context(output_lock(self.out))
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -149,6 +151,8 @@ class StepRun:
     def merged_log(self, column: str = "stage", rows: Sequence[dict[str, Any]] = ()) -> None:
         """Write the step's log: every stage's log in order, tagged with its stage name in
         ``column`` (or with the matching dict of ``rows``), numbered by ``global_step``."""
+        if not dist.is_main():
+            return
         rows = list(rows) or [{column: s.name} for s in self.plan]
         tables = [
             pd.read_csv(s.files.log, sep="\t").assign(**row)
@@ -162,13 +166,14 @@ class StepRun:
         """Save ``model`` as the step's output with ``method``, ``variant`` and ``meta``, then
         remove the step's own checkpoint (kept until now, so a crash while saving loses no
         training)."""
-        name, args = arch_of(model)
-        save_model(
-            model.cpu(),
-            self.out,
-            arch=name,
-            args=args,
-            meta={"method": self.method, "variant": variant, **meta},
-        )
-        self.files.checkpoint.unlink(missing_ok=True)
+        name, args = arch_of(model.cpu())
+        if dist.is_main():
+            save_model(
+                model,
+                self.out,
+                arch=name,
+                args=args,
+                meta={"method": self.method, "variant": variant, **meta},
+            )
+            self.files.checkpoint.unlink(missing_ok=True)
         return self.out

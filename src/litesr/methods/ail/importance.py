@@ -85,6 +85,8 @@ class AILTask(Task):
     output of its patches as a third tensor (see ``litesr.methods.ail.patches``).
     """
 
+    batch_reduction = "sum"  # weighted_loss sums over the batch
+
     def __init__(
         self,
         student: nn.Module,
