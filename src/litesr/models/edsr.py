@@ -82,7 +82,8 @@ class EDSR(nn.Module):
         out = head
         for block in self.body:
             out = block(out)
-            feats.append(out)
+            if return_features:  # else each block's output is freed by the next block
+                feats.append(out)
         out = self.body_end(out) + head
         sr = self.tail(self.upsample(out)) + self.rgb_mean
         return (sr, feats) if return_features else sr
