@@ -1,6 +1,7 @@
 """Scoring released models and model files without training anything: configs with no
 `models` and no training set, models made at the scales they serve, benchmark folders named
-as public releases name them. (config/released.yaml's dry run is in test_workflow.)"""
+as public releases name them, and `litesr evaluate MODEL... --sets DIR...`.
+(config/released.yaml's dry run is in test_workflow.)"""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ import pytest
 import torch
 from conftest import REPO
 
+from litesr.cli import main as cli_main
 from litesr.data.images import list_images, write_png
 from litesr.data.sources import image_name, prepare_set
 from litesr.evaluate.run import evaluate_set
+from litesr.evaluate.score import file_model_name, set_name
 from litesr.methods.collect import ConfigError, WorkflowPlan, check_trainable, collect
 from litesr.methods.plan import MadeModel, Paths
 from litesr.models import build
@@ -237,3 +240,111 @@ def test_two_files_that_become_one_name_are_refused_naming_both(tmp_path: Path, 
     with pytest.raises(ValueError, match=r"share the name\(s\) \['baby'\].*baby.png.*baby_HR.png"):
         prepare_set(list_images(folder), 2, tmp_path / "set", progress=False)
     assert not (tmp_path / "set").exists()
+
+
+# --- litesr evaluate MODEL... --sets DIR... -------------------------------------------------
+
+
+def _tiny_model(path: Path, scale: int) -> Path:
+    torch.manual_seed(0)
+    args = {"scale": scale, "n_resblocks": 1, "n_feats": 8}
+    save_model(build("edsr", **args), path, arch="edsr", args=args, meta={"method": "x"})
+    return path
+
+
+def _hr_folder(folder: Path, rng, names=("baby_HR.png", "bird_HR.png")) -> Path:
+    folder.mkdir(parents=True)
+    for name in names:
+        write_png(folder / name, rng.integers(0, 256, (48, 40, 3), dtype=np.uint8))
+    return folder
+
+
+def test_names_of_sets_and_model_files_follow_their_folders() -> None:
+    assert set_name("../shared/data/benchmark/Set5/x{scale}/HR") == "Set5"
+    assert set_name("data/Urban100/GT") == "Urban100"
+    assert set_name("photos") == "photos"
+    assert file_model_name(Path("run/results/models/student/x4/model.safetensors")) == "student"
+    assert file_model_name(Path("weights/edsr_x2.safetensors")) == "edsr_x2"
+
+
+def test_evaluate_scores_model_files_and_bicubic_on_folders_of_hr_images(
+    tmp_path: Path, rng, capsys
+) -> None:
+    """A ×2 model file, bicubic, one HR folder with release names, --scale 2 4: the file runs
+    at ×2 only (said under the table), bicubic at both; the TSVs hold what the table shows."""
+    model = _tiny_model(tmp_path / "results/models/mine/x2/model.safetensors", 2)
+    folder = _hr_folder(tmp_path / "Set0" / "x{scale}", rng)
+    (tmp_path / "Set0" / "x4").symlink_to(folder)
+    (tmp_path / "Set0" / "x2").symlink_to(folder)
+    args = [str(model), "bicubic", "--sets", str(folder), "--scale", "2", "4"]
+    assert cli_main(["--quiet", "evaluate", *args, "--out", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out
+    per_image = pd.read_csv(tmp_path / "out" / "per_image.tsv", sep="\t")
+    means = pd.read_csv(tmp_path / "out" / "mean.tsv", sep="\t")
+    assert set(zip(per_image.model, per_image.scale, strict=True)) == {
+        ("mine", 2),
+        ("bicubic", 2),
+        ("bicubic", 4),
+    }
+    assert set(per_image.image) == {"baby", "bird"} and set(per_image.set) == {"Set0"}
+    assert len(means) == 3
+    bicubic_x4 = means[(means.model == "bicubic") & (means.scale == 4)].psnr_y.item()
+    assert f"{bicubic_x4:.2f}" in printed
+    assert "– mine: not at ×4: the file is a ×2 model" in printed
+
+
+def test_evaluate_refuses_what_it_cannot_run_in_one_line(tmp_path: Path, rng, capsys) -> None:
+    folder = _hr_folder(tmp_path / "HR", rng)
+    model = _tiny_model(tmp_path / "m.safetensors", 2)
+    cases = [
+        (["nothing.safetensors", "--sets", str(folder)], "nothing.safetensors: no such model"),
+        (["dipnet", "--sets", str(folder)], "dipnet is a release: give the folder"),
+        ([str(model), "--sets", str(folder), "--scale", "4"], "the file is a ×2 model; --scale"),
+        ([str(model), "--sets", str(tmp_path / "none")], "image folder not found"),
+        ([str(model), f"a={model}", "--sets", str(folder)], None),
+        ([f"a={model}", f"a={model}", "--sets", str(folder)], "two models are named ['a']"),
+        (["bicubic", "--sets", str(folder)], "bicubic alone: give its scales with --scale"),
+        ([str(model), "--model", "bicubic", "--sets", str(folder)], "not both"),
+        (["--model", "bicubic", "--scale", "2"], "--model needs --name --data --set"),
+    ]
+    for args, message in cases:
+        code = cli_main(["--quiet", "evaluate", *args, "--out", str(tmp_path / "o")])
+        err = capsys.readouterr().err
+        if message is None:
+            assert code == 0, err
+        else:
+            assert code == 1 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_evaluate_keeps_the_workflow_s_form(tmp_path: Path, rng) -> None:
+    prepared = prepare_set(
+        list_images(_hr_folder(tmp_path / "HR", rng)), 2, tmp_path / "set", progress=False
+    )
+    args = ["--model", "bicubic", "--name", "b", "--data", str(prepared), "--set", "s"]
+    out = tmp_path / "b.tsv"
+    assert cli_main(["--quiet", "evaluate", *args, "--scale", "2", "--out", str(out)]) == 0
+    table = pd.read_csv(out, sep="\t")
+    assert list(table.model) == ["b", "b"] and set(table.scale) == {2}
+
+
+@pytest.mark.shared_data
+def test_evaluate_gives_the_reference_numbers_of_releases_on_set5(
+    shared_data: Path, tmp_path: Path, capsys
+) -> None:
+    """The AIL VDSR-13 family and DIPNet on Set5's HR folders at ×2 and ×4: the reference
+    README's numbers (test_authors' tolerance and convention gap), DIPNet absent at ×2."""
+    folder = shared_data / "benchmark" / "Set5" / "x{scale}" / "HR"
+    args = ["ail_vdsr13_ail", "dipnet", "--sets", str(folder), "--scale", "2", "4"]
+    reference = ["--reference", str(shared_data / "reference"), "--out", str(tmp_path)]
+    assert cli_main(["--quiet", "evaluate", *args, *reference]) == 0
+    printed = capsys.readouterr().out
+    means = pd.read_csv(tmp_path / "mean.tsv", sep="\t").set_index(["model", "scale"]).psnr_y
+    expected = {  # the reference README; VDSR's may lie above it by the convention gap
+        ("authors-ail_vdsr13_ail", 2): (37.36, 0.035),
+        ("authors-ail_vdsr13_ail", 4): (31.01, 0.02),
+        ("authors-dipnet", 4): (31.81, 0.0),
+    }
+    assert set(means.index) == set(expected)
+    for key, (readme, gap) in expected.items():
+        assert readme - 0.02 <= means[key] <= readme + 0.02 + gap, (key, means[key])
+    assert "– authors-dipnet: not at ×2: the authors released it for ×4 only" in printed

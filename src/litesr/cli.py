@@ -71,25 +71,36 @@ def call_with_spec(fn, spec: dict, what: str):
 
 
 def cmd_train(a: argparse.Namespace) -> None:
-    from litesr.launch import job_spec
     from litesr.train.run import train_model
 
-    call_with_spec(train_model, job_spec(a.spec, a.argv), "train")
+    call_with_spec(train_model, a.spec, "train")
 
 
 def cmd_run(a: argparse.Namespace) -> None:
-    from litesr.launch import job_spec
     from litesr.methods.registry import entry
 
     step = entry("steps", f"{a.method}.{a.step}")
-    call_with_spec(step, job_spec(a.spec, a.argv), f"run {a.method} {a.step}")
+    call_with_spec(step, a.spec, f"run {a.method} {a.step}")
+
+
+def workflow_form(a: argparse.Namespace) -> None:
+    """Check the arguments of ``litesr evaluate --model`` (one prepared set, the workflow's
+    form) and set its defaults: one scale, device cpu."""
+    if a.models or a.sets or a.reference:
+        raise ValueError("give --model (one prepared set) or MODEL... --sets DIR..., not both")
+    needed = [f"--{k}" for k in ("name", "data", "set", "scale") if getattr(a, k) is None]
+    if needed or len(a.scale) != 1:
+        raise ValueError(f"--model needs {' '.join(needed) or 'one --scale'}")
+    a.scale, a.device = a.scale[0], a.device or "cpu"
 
 
 def cmd_evaluate(a: argparse.Namespace) -> None:
+    if a.model is None:  # the user's form: models on folders of HR images
+        cmd_score(a)
+        return
+    workflow_form(a)
     from litesr.evaluate.run import evaluate_set
-    from litesr.launch import hold_gpus
 
-    hold_gpus(1, a.device)
     evaluate_set(
         a.model,
         a.data,
@@ -102,6 +113,23 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
     )
 
 
+def cmd_score(a: argparse.Namespace) -> None:
+    from litesr.evaluate.score import mean_table, score_models
+
+    if not a.models or not a.sets:
+        raise ValueError("give models (files, releases, bicubic) and --sets DIR...")
+    means, notes = score_models(
+        a.models,
+        a.sets,
+        a.out,
+        scales=a.scale,
+        reference=a.reference,
+        device=a.device or "auto",
+        progress=not a.quiet,
+    )
+    print(mean_table(means, notes))
+
+
 def cmd_summarize(a: argparse.Namespace) -> None:
     import pandas as pd
 
@@ -112,10 +140,7 @@ def cmd_summarize(a: argparse.Namespace) -> None:
 
 
 def cmd_cost(a: argparse.Namespace) -> None:
-    from litesr.launch import hold_gpus
     from litesr.measure.cost import measure_models
-
-    hold_gpus(1, a.device)
 
     measure_models(a.models, a.out, names=a.names, cpu_threads=a.threads, device=a.device)
 
@@ -190,15 +215,34 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--spec", type=_json, required=True, help="JSON keyword arguments")
     s.set_defaults(func=cmd_run)
 
-    s = sub.add_parser("evaluate", help="PSNR/SSIM of a model (or 'bicubic') on a prepared set")
-    s.add_argument("--model", required=True, help="a .safetensors file or 'bicubic'")
-    s.add_argument("--name", required=True)
-    s.add_argument("--data", type=Path, required=True)
-    s.add_argument("--set", required=True)
-    s.add_argument("--scale", type=int, required=True)
-    s.add_argument("--out", type=Path, required=True)
+    s = sub.add_parser(
+        "evaluate",
+        help="PSNR/SSIM of models on folders of HR images (or of one model on a prepared set)",
+        description="litesr evaluate MODEL... --sets DIR... --out DIR: models (litesr model "
+        "files, release names, bicubic; NAME=... names one) on folders of HR images ({scale} "
+        "is replaced by the scale), prepared as the workflow prepares them; writes "
+        "per_image.tsv and mean.tsv to --out and prints the means (see "
+        "litesr.evaluate.score). The workflow's form: --model FILE|bicubic --name N --data "
+        "PREPARED --set S --scale S --out TSV.",
+    )
+    s.add_argument("models", nargs="*", help="model files, release names or bicubic")
+    s.add_argument("--sets", nargs="+", metavar="[NAME=]DIR", help="folders of HR images")
+    s.add_argument("--reference", type=Path, help="the folder of the release files")
+    s.add_argument("--scale", type=int, nargs="+", help="default: the scales each model serves")
+    s.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="folder for per_image.tsv and mean.tsv (with --model: the per-image TSV)",
+    )
+    s.add_argument(
+        "--device", choices=["cpu", "cuda", "auto"], help="default: auto (cpu with --model)"
+    )
+    s.add_argument("--model", help="the workflow's form: a .safetensors file or 'bicubic'")
+    s.add_argument("--name", help="with --model: the model's name in the TSV")
+    s.add_argument("--data", type=Path, help="with --model: a prepared set (HR/, LR/)")
+    s.add_argument("--set", help="with --model: the set's name in the TSV")
     s.add_argument("--save-dir", type=Path, default=None, help="also write the SR PNGs here")
-    s.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
     s.set_defaults(func=cmd_evaluate)
 
     s = sub.add_parser("summarize", help="per-set means of per-image TSVs")
@@ -249,20 +293,11 @@ def main(argv: list[str] | None = None) -> int:
         # tqdm reads its settings when first imported: before any command module is.
         os.environ["TQDM_DISABLE"] = "1"
     args = parser().parse_args(argv)
-    args.argv = argv
     console = sys.stderr
-    # Under torchrun (a training job on several processes) rank 0 appends to the job's log,
-    # after the launcher's lines; the other ranks report warnings and errors on the console.
-    rank = int(os.environ.get("RANK", "0"))
-    mode = "a" if "WORLD_SIZE" in os.environ else "w"
-    log_file = (
-        open(args.log_file, mode, buffering=1)  # noqa: SIM115
-        if args.log_file and rank == 0
-        else None
-    )
+    log_file = open(args.log_file, "w", buffering=1) if args.log_file else None  # noqa: SIM115
     logging.basicConfig(
-        level=logging.INFO if rank == 0 else logging.WARNING,
-        format=f"%(asctime)s {f'rank {rank} ' if rank else ''}%(levelname)s %(name)s: %(message)s",
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=log_file or console,
         force=True,
     )
