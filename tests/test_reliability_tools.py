@@ -31,8 +31,9 @@ RLFN = {"scale": 2, "feature_channels": 16, "mid_channels": 16, "n_blocks": 1}
 
 
 @pytest.fixture(autouse=True)
-def _no_progress_bars(monkeypatch):
+def _no_progress_bars_nor_user_cache(monkeypatch, tmp_path_factory):
     monkeypatch.setenv("TQDM_DISABLE", "1")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))  # not ~/.cache
 
 
 def _save(

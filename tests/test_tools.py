@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,10 +17,12 @@ from litesr.data.images import read_image, write_png
 from litesr.evaluate.run import super_resolve
 from litesr.models import build
 from litesr.models.store import load_model, save_model
+from litesr.tools import backends, locality
 from litesr.tools.budget import tile_for_memory
-from litesr.tools.locality import NonLocalModelError, analyse, receptive_radius
+from litesr.tools.cache import cache_dir
+from litesr.tools.locality import NonLocalModelError, analyse, cache_by_file, receptive_radius
 from litesr.tools.tiles import plan_tiles, tiled_forward
-from litesr.tools.upscale import super_resolve_tiled
+from litesr.tools.upscale import super_resolve_tiled, upscale
 
 SMALL = {
     "edsr": {"scale": 2, "n_resblocks": 2, "n_feats": 16},
@@ -30,6 +35,17 @@ SMALL = {
 @pytest.fixture(autouse=True)
 def _no_progress_bars(monkeypatch):
     monkeypatch.setenv("TQDM_DISABLE", "1")  # restored after each test (`-q` sets it too)
+
+
+@pytest.fixture(scope="module")
+def cache_home(tmp_path_factory) -> Path:
+    """One cache folder for the module's tests (an ONNX export is made once per model)."""
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(autouse=True)
+def _cache_in_tmp(monkeypatch, cache_home):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache_home))  # never the user's ~/.cache
 
 
 @pytest.fixture(scope="module")
@@ -201,3 +217,175 @@ def test_onnx_export_dynamic_size(model_files, models, tmp_path, name):
             ref = models[name](x).numpy()
         assert got.shape == ref.shape
         assert np.abs(got - ref).max() <= 1e-4
+
+
+# ------------------------------------------------------------------ caches, backends, PNGs
+
+
+def test_cache_folder_follows_xdg_cache_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert cache_dir() == tmp_path / "litesr"
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/path")  # the spec: absolute paths only
+    assert cache_dir() == Path.home() / ".cache" / "litesr"
+
+
+def test_locality_analysis_is_cached_per_model_file(model_files, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    model = load_model(model_files["edsr"])[0]
+    key = cache_by_file(model, model_files["edsr"])
+    first = analyse(model)
+    entry = tmp_path / "cache" / "litesr" / "locality" / f"{key}.json"
+    assert [p.name for p in entry.parent.iterdir()] == [entry.name]  # no temporary left
+
+    def never(model):
+        raise AssertionError("the analysis ran again")
+
+    monkeypatch.setattr(locality, "_analyse", never)
+    copy = tmp_path / "renamed copy.safetensors"  # another name, the same content
+    shutil.copy(model_files["edsr"], copy)
+    again = load_model(copy)[0]
+    assert cache_by_file(again, copy) == key
+    assert analyse(again) == first and receptive_radius(again) == 8
+
+    monkeypatch.undo()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    for damage in ("{not json", json.dumps({"stamp": {"version": -1}, "value": {}})):
+        entry.write_text(damage)  # damaged, or written by another version: computed again
+        fresh = load_model(copy)[0]
+        cache_by_file(fresh, copy)
+        assert analyse(fresh) == first
+        assert json.loads(entry.read_text())["value"]["radius"] == 8
+
+
+def _run(model_file, images, out, *args, log=None) -> int:
+    argv = ["-q", *(["--log-file", str(log)] if log else []), "upscale", model_file]
+    return main([*argv, *map(str, images), "--out", str(out), "--device", "cpu", *args])
+
+
+@pytest.mark.parametrize("name", ["edsr", "rlfn"])
+def test_onnxruntime_backend_is_within_one_level_of_torch(model_files, models, tmp_path, name):
+    pytest.importorskip("onnxruntime")
+    rng = np.random.default_rng(5)
+    image = tmp_path / "in.png"
+    write_png(image, rng.integers(0, 256, (61, 47, 3), np.uint8))
+    assert _run(model_files[name], [image], tmp_path / "ort", "--backend", "onnxruntime") == 0
+    got = read_image(tmp_path / "ort" / "in_x2.png").astype(int)
+    want = super_resolve(models[name], read_image(image), torch.device("cpu")).astype(int)
+    diff = np.abs(got - want)
+    assert diff.max() <= 1 and (diff > 0).mean() <= 1e-3  # float rounding, nothing more
+    assert list((cache_dir() / "onnx").glob("*.onnx"))  # the export is kept for the next run
+
+
+def test_onnxruntime_tiles_are_byte_exact(model_files, tmp_path):
+    pytest.importorskip("onnxruntime")
+    image = tmp_path / "in.png"
+    write_png(image, np.random.default_rng(6).integers(0, 256, (57, 70, 3), np.uint8))
+    for out, size in (("whole", []), ("tiled", ["--tile", "20"])):
+        argv = ["--backend", "onnxruntime", *size]
+        assert _run(model_files["edsr"], [image], tmp_path / out, *argv) == 0
+    whole = read_image(tmp_path / "whole" / "in_x2.png")
+    assert np.array_equal(read_image(tmp_path / "tiled" / "in_x2.png"), whole)
+
+
+def test_auto_backend_follows_the_measured_rule(model_files, tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    shutil.rmtree(cache_dir() / "speed", ignore_errors=True)  # the export is kept, if made
+    image = tmp_path / "in.png"
+    write_png(image, np.random.default_rng(7).integers(0, 256, (40, 52, 3), np.uint8))
+    log = tmp_path / "log.txt"
+    timings = {"torch": 2.0, "onnxruntime": 1.0}
+    probes = []
+
+    def probe(model, ort, hw=backends.PROBE_HW):
+        probes.append(hw)
+        return dict(timings)
+
+    monkeypatch.setattr(backends, "measure_speed", probe)
+    # A small run never considers onnxruntime: no export, no probe.
+    assert _run(model_files["edsr"], [image], tmp_path / "a", log=log) == 0
+    assert "in.png (torch," in log.read_text() and not probes
+    monkeypatch.setattr(backends, "AUTO_MIN_PIXELS", 0)
+    assert _run(model_files["edsr"], [image], tmp_path / "b", log=log) == 0
+    assert "in.png (onnxruntime," in log.read_text() and len(probes) == 1
+    assert _run(model_files["edsr"], [image], tmp_path / "c", log=log) == 0
+    assert "in.png (onnxruntime," in log.read_text() and len(probes) == 1  # cached
+    assert _run(model_files["edsr"], [image], tmp_path / "d", "--threads", "1", log=log) == 0
+    assert len(probes) == 2  # another thread count is measured anew
+    # Faster, but over the memory budget at onnxruntime's memory: torch, whole.
+    model = load_model(model_files["edsr"])[0]
+    torch_mb = tile_for_memory_need(model, (40, 52))
+    budget = str(torch_mb * (1 + backends.ORT_MEMORY_RATIO) / 2)
+    assert _run(model_files["edsr"], [image], tmp_path / "e", "--max-memory", budget, log=log) == 0
+    assert "in.png (torch," in log.read_text()
+    # Slower: torch.
+    timings.update(onnxruntime=3.0)
+    shutil.rmtree(cache_dir() / "speed")
+    assert _run(model_files["edsr"], [image], tmp_path / "f", log=log) == 0
+    assert "in.png (torch," in log.read_text()
+    # Explicit: torch never probes; bf16 never uses onnxruntime.
+    probes.clear()
+    assert _run(model_files["edsr"], [image], tmp_path / "g", "--backend", "torch") == 0
+    assert _run(model_files["edsr"], [image], tmp_path / "h", "--bf16") == 0
+    assert not probes
+
+
+def tile_for_memory_need(model, hw) -> float:
+    """The smallest budget (MB) at which an image of ``hw`` runs whole on torch."""
+    from litesr.tools.budget import bytes_per_pixel
+
+    h, w = hw
+    return (h * w * (bytes_per_pixel(model) + 12) + h * w * (3 + 3 * model.scale**2)) / 2**20
+
+
+def test_bf16_is_asked_for_and_close(model_files, models, tmp_path, capsys):
+    image = tmp_path / "in.png"
+    write_png(image, np.random.default_rng(8).integers(0, 256, (33, 40, 3), np.uint8))
+    log = tmp_path / "log.txt"
+    assert _run(model_files["edsr"], [image], tmp_path / "o", "--bf16", log=log) == 0
+    assert "bfloat16" in log.read_text()
+    got = read_image(tmp_path / "o" / "in_x2.png").astype(float)
+    want = super_resolve(models["edsr"], read_image(image), torch.device("cpu")).astype(float)
+    assert 0 < np.abs(got - want).mean() < 2  # lower precision: changed, but only slightly
+    argv = ["--bf16", "--backend", "onnxruntime"]
+    assert _run(model_files["edsr"], [image], tmp_path / "p", *argv) == 1
+    assert "--bf16" in capsys.readouterr().err
+
+
+def test_png_level_and_threads(model_files, tmp_path):
+    image = tmp_path / "in.png"
+    write_png(image, np.random.default_rng(9).integers(0, 256, (40, 40, 3), np.uint8))
+    before = torch.get_num_threads()
+    upscale(model_files["edsr"], [image], tmp_path / "fast", png_level=0, threads=1)
+    assert torch.get_num_threads() == before  # the caller's setting is restored
+    upscale(model_files["edsr"], [image], tmp_path / "small", png_level=9)
+    fast, small = tmp_path / "fast" / "in_x2.png", tmp_path / "small" / "in_x2.png"
+    assert fast.stat().st_size > small.stat().st_size
+    assert np.array_equal(read_image(fast), read_image(small))
+    for bad in ({"png_level": 10}, {"threads": 0}, {"backend": "tvm"}):
+        with pytest.raises(ValueError):
+            upscale(model_files["edsr"], [image], tmp_path / "bad", **bad)
+
+
+def test_a_failed_png_write_stops_the_run(model_files, tmp_path, monkeypatch, capsys):
+    import litesr.tools.upscale as upscale_module
+
+    images = []
+    for i in range(3):
+        images.append(tmp_path / f"{i}.png")
+        write_png(images[-1], np.random.default_rng(i).integers(0, 256, (20, 20, 3), np.uint8))
+
+    def full_disk(sr, target, level, what=""):
+        raise OSError(28, "No space left on device", str(target))
+
+    monkeypatch.setattr(upscale_module, "save_png", full_disk)
+    assert _run(model_files["edsr"], images, tmp_path / "out") == 1
+    assert "No space left on device" in capsys.readouterr().err
+
+
+def test_quiet_silences_the_progress_bars(model_files, tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("TQDM_DISABLE")  # as on a user's console
+    image = tmp_path / "in.png"
+    write_png(image, np.random.default_rng(10).integers(0, 256, (30, 30, 3), np.uint8))
+    assert _run(model_files["edsr"], [image], tmp_path / "o", "--tile", "16") == 0
+    err = capsys.readouterr().err
+    assert "it/s" not in err and "%|" not in err

@@ -42,6 +42,7 @@ def tile_for_memory(
     *,
     image_hw: tuple[int, int] | None = None,
     allow_approximate: bool = False,
+    memory_ratio: float = 1.0,
 ) -> int:
     """The largest tile (LR pixels) whose forward pass fits in ``max_memory_mb``.
 
@@ -49,12 +50,14 @@ def tile_for_memory(
     ``litesr.measure.memprobe`` reports as peak − baseline): one window's activations,
     estimated as in the module docstring, plus, when ``image_hw`` is given, the image
     itself (uint8 LR and SR, as ``litesr.tools.upscale`` holds them). When the whole image
-    fits, with its float32 input, its longer side is returned (one tile). Raises
-    ``ValueError`` when not even a ``MIN_TILE`` tile fits.
+    fits, with its float32 input, its longer side is returned (one tile). ``memory_ratio``
+    scales the activations' estimate for a backend that needs more than torch
+    (``litesr.tools.backends.ORT_MEMORY_RATIO``). Raises ``ValueError`` when not even a
+    ``MIN_TILE`` tile fits.
     """
     if not (isinstance(max_memory_mb, int | float) and max_memory_mb > 0):
         raise ValueError(f"max memory must be a positive number of MB, got {max_memory_mb!r}")
-    per_pixel = bytes_per_pixel(model)
+    per_pixel = bytes_per_pixel(model) * memory_ratio
     budget = max_memory_mb * 2**20
     scale = int(model.scale)
     if image_hw is not None:

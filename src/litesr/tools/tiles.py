@@ -191,11 +191,14 @@ def iter_tiles(
     desc: str = "tiles",
     prepare: Callable[[Tensor], Tensor] | None = None,
     min_window: int = 1,
+    forward: Callable[[Tensor], Tensor] | None = None,
 ) -> Iterator[tuple[tuple[slice, slice], Tensor]]:
     """Run ``model`` tile by tile on an N×C×H×W LR tensor; yield (output rows and columns,
     that part of the output). See :func:`tiled_forward`. ``prepare``, if given, maps each
     window to the model's input (an elementwise map, e.g. uint8 to float, keeps exactness);
-    ``min_window`` is the smallest window side (:func:`plan_tiles`)."""
+    ``min_window`` is the smallest window side (:func:`plan_tiles`); ``forward``, if given,
+    computes each window's output in place of ``model`` (another backend of the same
+    network: ``model`` still gives the locality and the plan)."""
     from tqdm.auto import tqdm
 
     if lr.ndim != 4:
@@ -210,7 +213,7 @@ def iter_tiles(
             window = lr[(..., *t.window)]
             if prepare is not None:
                 window = prepare(window)
-            out = model(window.to(device))
+            out = (forward or model)(window.to(device))
             expected = (window.shape[-2] * scale, window.shape[-1] * scale)
             if tuple(out.shape[-2:]) != expected:
                 raise ValueError(
