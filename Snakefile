@@ -24,6 +24,7 @@ validate(config, "config/schema.yaml")
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/launch.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/methods.smk"

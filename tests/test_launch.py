@@ -89,3 +89,29 @@ def test_the_spec_names_processes_only_for_the_launcher(monkeypatch):
     assert job_spec({"recipe": recipe}, []) == {"recipe": recipe}, "the recipe keeps its gpus"
     with pytest.raises(ValueError, match="positive whole number"):
         job_spec({"gpus": 0}, [])
+
+
+def test_rules_ask_for_the_gpus_of_their_recipes(tmp_path):
+    """A dry run on device cuda: a recipe's gpus: 2 gives its train job gpu=2 and a spec naming
+    2 processes, a method step whose recipe asks for 2 the same; other GPU jobs ask for 1."""
+    import yaml
+    from test_workflow import snakemake, workflow_copy
+
+    wd = workflow_copy(tmp_path)
+    cfg = yaml.safe_load((wd / "config" / "config.yaml").read_text())
+    cfg["device"] = "cuda"
+    cfg["models"]["drc_primal"]["train"]["gpus"] = 2
+    (wd / "gpus.yaml").write_text(yaml.safe_dump(cfg))
+    targets = [f"results/models/{m}/x4/model.safetensors" for m in ("drc_primal", "drc-primal")]
+    targets.append("results/eval/teacher/x4/skimage-test.tsv")
+    result = snakemake("-n", "-p", *targets, "--configfile", "gpus.yaml", cwd=wd)
+    assert result.returncode == 0, result.stdout[-3000:]
+    jobs = {}
+    for block in result.stdout.split("\nrule ")[1:]:
+        wildcards = next(line for line in block.splitlines() if "wildcards:" in line)
+        if "model=" in wildcards:
+            jobs[(block.split(":", 1)[0], wildcards.split("model=")[1].split(",")[0])] = block
+    for job in (("train", "drc_primal"), ("method_model", "drc-primal")):
+        assert "gpu=2" in jobs[job] and '"gpus": 2' in jobs[job], jobs[job]
+    for job in (("train", "teacher"), ("evaluate", "teacher")):
+        assert "gpu=1" in jobs[job] and '"gpus"' not in jobs[job], jobs[job]

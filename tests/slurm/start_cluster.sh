@@ -2,6 +2,8 @@
 # Start a one-node SLURM cluster on this machine (munge, slurmctld, slurmd; no accounting
 # daemon) for the workflow's SLURM test. Needs root and Debian's slurmctld, slurmd and munge
 # packages (installed here when missing and apt-get is available). Safe to run twice.
+# The node declares two GPUs whose device files are null devices, so that jobs asking for GPUs
+# are scheduled on a machine without any; what runs on them finds no CUDA.
 set -euo pipefail
 
 if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
@@ -46,14 +48,23 @@ SlurmctldLogFile=/var/log/slurm/slurmctld.log
 SlurmdLogFile=/var/log/slurm/slurmd.log
 SlurmctldPidFile=/run/slurmctld.pid
 SlurmdPidFile=/run/slurmd.pid
-${hw} RealMemory=${mem} State=UNKNOWN
+GresTypes=gpu
+${hw} RealMemory=${mem} Gres=gpu:2 State=UNKNOWN
 PartitionName=main Nodes=${node} Default=YES MaxTime=INFINITE State=UP
 CONF
+for i in 0 1; do
+  [ -c /var/spool/slurmd/fake-gpu$i ] || mknod /var/spool/slurmd/fake-gpu$i c 1 3
+done
+echo "NodeName=${node} Name=gpu File=/var/spool/slurmd/fake-gpu[0-1]" > /etc/slurm/gres.conf
 rm -f /etc/slurm/cgroup.conf
 
 pgrep -x slurmctld >/dev/null || slurmctld
 pgrep -x slurmd >/dev/null || slurmd
 for _ in $(seq 30); do
+  # A node drained by an earlier configuration (its saved state) is valid again now.
+  if sinfo -h -o %T 2>/dev/null | grep -q '^drained'; then
+    scontrol update NodeName="${node}" State=RESUME || true
+  fi
   if sinfo -h -o %T 2>/dev/null | grep -qE '^(idle|mixed|allocated)'; then
     echo "slurm up: $(sinfo -h -o '%N %c CPUs %m MB %T')"; exit 0
   fi

@@ -18,6 +18,8 @@ rule cost:
         device=config.get("cost", {}).get("device", "auto"),
         names=lambda w: model_names(),
     threads: config.get("cost", {}).get("reserve_cores", 8)
+    resources:
+        gpu=int(config.get("cost", {}).get("device", "auto") == "cuda"),
     log:
         "logs/cost.log",
     benchmark:

@@ -17,6 +17,8 @@ rule evaluate:
         ref=lambda w: evaluated_model(w) or "bicubic",
         device=config.get("device", "cpu"),
     threads: 1
+    resources:
+        gpu=int(config.get("device", "cpu") == "cuda"),
     log:
         "logs/evaluate/{model}_x{scale}_{set}.log",
     benchmark:

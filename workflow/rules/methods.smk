@@ -3,6 +3,7 @@
 A model a method makes runs that method's step (``litesr run METHOD STEP --spec JSON``)
 with the files its plan names. Stage files (``stages/``) are not declared outputs, so that
 Snakemake keeps them when a killed job is re-run and the step resumes where it stopped.
+A step asks for as many GPUs (and processes) as the largest `gpus` of its recipes.
 """
 
 
@@ -19,12 +20,12 @@ rule method_model:
     params:
         method=lambda w: PLAN.made[w.model][0],
         step=lambda w: PLAN.made[w.model][1].step,
-        spec=lambda w: to_json(made_spec(w)),
+        spec=lambda w: to_json(with_processes(made_spec(w), made_launch(w)[0])),
     threads: RES.get("train_threads", 2)
     resources:
         mem_mb=RES.get("train_mem_mb", 4000),
         runtime=RES.get("train_runtime", 60),
-        gpu=RES.get("gpu", 0),
+        gpu=lambda w: made_launch(w)[1],
     log:
         "logs/methods/{model}_x{scale}.log",
     benchmark:

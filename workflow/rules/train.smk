@@ -1,4 +1,8 @@
-"""Training: every model trained plainly (the config's, and the methods' starting points)."""
+"""Training: every model trained plainly (the config's, and the methods' starting points).
+
+A job whose recipe asks for `gpus: N` (or, without one, `resources.gpu: N`) asks for N GPUs
+and trains on N processes (see workflow/rules/launch.smk).
+"""
 
 
 rule train:
@@ -12,24 +16,12 @@ rule train:
         model=model_file("{model}", "{scale}"),
         log=train_log("{model}", "{scale}"),
     params:
-        spec=lambda w: to_json(
-            {
-                "arch": PLAN.trained[w.model].arch,
-                "args": PLAN.trained[w.model].args,
-                "recipe": recipe(w.model),
-                "meta": PLAN.trained[w.model].meta,
-                "data": set_dir(TRAIN_SET, w.scale),
-                "scale": int(w.scale),
-                "out": model_file(w.model, w.scale),
-                "log": train_log(w.model, w.scale),
-                "device": config.get("device", "cpu"),
-            }
-        ),
+        spec=lambda w: to_json(train_spec(w)),
     threads: RES.get("train_threads", 2)
     resources:
         mem_mb=RES.get("train_mem_mb", 4000),
         runtime=RES.get("train_runtime", 60),
-        gpu=RES.get("gpu", 0),
+        gpu=lambda w: train_launch(w)[1],
     log:
         "logs/train/{model}_x{scale}.log",
     benchmark:
