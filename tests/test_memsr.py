@@ -12,14 +12,18 @@ from skimage import data as skdata
 
 from litesr.data.images import write_png
 from litesr.data.sources import prepare_set
-from litesr.methods.memsr import METHOD
+from litesr.measure import cost
+from litesr.methods.memsr import METHOD, report
 from litesr.methods.memsr.convert import convert, edsr_acts
 from litesr.methods.memsr.init import authors_init, choose_rank, he_init, teacher_taps, width_init
+from litesr.methods.memsr.memory import authors_student, floor_bytes
 from litesr.methods.memsr.report import memory_figure, memsr_table
 from litesr.methods.memsr.steps import convert_teacher, init_student, train_student
 from litesr.methods.memsr.task import DistillWeight, MemSRTask, steps_per_epoch
 from litesr.models import build
-from litesr.models.store import load_model
+from litesr.models.plain import add_constant_channel
+from litesr.models.store import load_model, save_model
+from litesr.report.figures import save
 from litesr.train.run import train_model
 
 
@@ -139,29 +143,81 @@ def test_plain_constant_channel_equals_a_zero_padded_ones_channel():
             assert rel(model(x), F.pixel_shuffle(y, 2)) < 1e-6
 
 
-def test_plain_shuffles_in_groups_at_inference_with_the_same_result():
+@pytest.mark.parametrize("bands", [32, 3])
+def test_plain_shuffles_in_bands_at_inference_with_the_same_result(bands, monkeypatch):
+    # Inference runs a shuffling layer a band of input rows at a time (halo rows from the
+    # neighbours, the constant channel's border terms only on the image's first and last
+    # rows), channels-last; with gradients every layer runs whole, as trained. Both must agree
+    # to fp32 rounding, for one-row, odd and many-band heights.
+    monkeypatch.setattr("litesr.models.plain.SHUFFLE_BANDS", bands)
     torch.manual_seed(0)
-    acts = ["relu", "identity", "identity", "identity"]
-    for args in (
-        {"widths": [8, 48]},  # a last conv + shuffle to RGB: run whole
-        {"widths": [8, 64, 64, 3], "factors": [1, 2, 2, 1], "acts": acts, "const": True},
+    acts = ["relu", "identity", "relu", "identity"]
+    for scale, args in (
+        (4, {"widths": [8, 48]}),  # a last conv + shuffle to RGB
+        (3, {"widths": [8, 27], "acts": ["relu", "relu"], "const": True}),
+        (4, {"widths": [8, 64, 64, 3], "factors": [1, 2, 2, 1], "acts": acts, "const": True}),
     ):
-        model = build("plain", scale=4, **args)
+        model = build("plain", scale=scale, **args)
         for k in getattr(model, "consts", []):
             k.data.normal_()
-        x = torch.rand(1, 3, 9, 7)
-        trained_path = model(x).detach()  # with gradients: whole layers
+        for hw in ((1, 1), (2, 5), (9, 7), (40, 11)):
+            x = torch.rand(1, 3, *hw)
+            whole = model(x).detach()  # with gradients: whole layers, contiguous
+            with torch.no_grad():
+                out = model(x)
+                assert out.is_contiguous(memory_format=torch.channels_last)
+                assert out.shape == whole.shape and whole.is_contiguous()
+                # the same sums in another order: equal to fp32 rounding
+                assert float((out - whole).abs().max()) <= 1e-5 * float(whole.abs().max())
         with torch.no_grad():
-            # channels-last convolutions sum in another order: equal to rounding
-            out = model(x)
-            assert torch.allclose(out, trained_path, rtol=1e-5, atol=1e-5)
-            grouped = not out.is_contiguous()  # grouped layers write channels-last
-            assert grouped == ("factors" in args)
             seen: list[int] = []
             hook = model.convs[-1].register_forward_hook(lambda *a, seen=seen: seen.append(1))
-            model(x)  # an observed conv (tiling's tracer) runs whole
-            hook.remove()
+            assert torch.allclose(model(x), whole, rtol=1e-5, atol=1e-5)
+            hook.remove()  # an observed conv (tiling's tracer) runs whole
         assert seen
+
+
+def test_the_constant_channel_of_a_band_needs_its_edges():
+    torch.manual_seed(0)
+    kernel = torch.randn(4, 3, 3)
+    whole = add_constant_channel(torch.zeros(1, 4, 9, 6), kernel)
+    bands = [(0, 2), (2, 3), (3, 9)]
+    parts = [
+        add_constant_channel(torch.zeros(1, 4, b - a, 6), kernel, top=a == 0, bottom=b == 9)
+        for a, b in bands
+    ]
+    assert torch.equal(torch.cat(parts, dim=2), whole)
+
+
+def test_the_floor_is_the_tails_for_teacher_and_student():
+    # Same tail (EDSR's upsampler at F = 8, ×4): the largest layer is the second conv +
+    # shuffle (F maps of 2h × 2w in, F of 4h × 4w out) or the last conv (F in, 3 out at
+    # 4h × 4w); the student MemSR builds of the teacher has the same floor.
+    edsr = teacher(4, 1, 8)
+    student = authors_student(edsr)
+    assert student.factors[-3:] == [2, 2, 1]
+    h, w = 30, 20
+    floor = 4 * max(8 * (4 + 16), (8 + 3) * 16) * h * w
+    assert floor_bytes(edsr, (h, w)) == floor_bytes(student, (h, w)) == floor
+
+
+@pytest.mark.slow
+def test_plain_student_needs_within_1_2_of_its_floor(tmp_path):
+    # The student MemSR builds of an EDSR 2×32 at ×2, a 480p output (LR 240×320): the peak
+    # RSS of one forward in a fresh process (median of three: allocator noise of a few MiB)
+    # within 1.2× its two-map floor of 46.9 MiB (F at LR in, F at HR out); its tail runs in
+    # bands, channels-last. The EDSR teacher, whose tail runs whole, needs more than 2×.
+    torch.manual_seed(0)
+    edsr = build("edsr", scale=2, n_resblocks=2, n_feats=32).eval()
+    student = authors_student(edsr)
+    lr = (240, 320)
+    floor = floor_bytes(student, lr)
+    assert floor == 4 * 32 * (240 * 320 + 480 * 640)
+    for model, low, high in ((student, 0.9, 1.2), (edsr, 2.0, 10.0)):
+        path = tmp_path / "model.safetensors"
+        save_model(model, path, arch=model.litesr_arch[0], args=model.litesr_arch[1])
+        peaks = sorted(cost.cpu_peak_memory_bytes(path, lr)["inference_bytes"] for _ in range(3))
+        assert low * floor <= peaks[1] <= high * floor, (model.litesr_arch[0], peaks, floor)
 
 
 def test_plain_defaults_keep_old_files_loading():
@@ -496,16 +552,41 @@ def test_table_groups_by_metadata_not_by_name():
     assert "w8 plain, MemSR init + distillation" in table.index
 
 
-def test_memory_figure_draws_the_floor(tmp_path):
+def test_memory_figure_draws_both_scales_the_floor_and_the_authors_protocol(tmp_path):
     rows = [
-        {"network": n, "scale": s, "out_mpix": mp, "peak_MiB": mp * k, "floor_MiB": mp * 2}
-        for n, k in (("teacher", 40), ("plain student w8", 3))
+        {"network": n, "role": r, "scale": s, "protocol": "sweep", "out_mpix": mp,
+         "peak_MiB": mp * k, "floor_MiB": mp * 2}
+        for n, r, k in (("teacher", "teacher", 40), ("plain student w8", "plain", 2.2))
         for s in (2, 4)
-        for mp in (0.1, 0.9)
-    ]
+        for mp in (0.1, 0.9, 8.3)
+    ] + [
+        {"network": n, "role": r, "scale": 2, "protocol": "authors", "out_mpix": 2.07,
+         "peak_MiB": k, "floor_MiB": 600}
+        for n, r, k in (("teacher 16x64", "teacher", 2400), ("plain 34x64", "plain", 650))
+    ] + [{"network": "too big", "role": "plain", "scale": 4, "protocol": "sweep",
+          "out_mpix": 33.0, "peak_MiB": float("nan"), "floor_MiB": float("nan")}]  # fmt: skip
     tsv = tmp_path / "m.tsv"
     pd.DataFrame(rows).to_csv(tsv, sep="\t", index=False)
-    assert memory_figure(str(tsv), str(tmp_path / "f.png")).stat().st_size > 1000
-    pd.DataFrame(rows).drop(columns="floor_MiB").to_csv(tsv, sep="\t", index=False)
+    figures = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(report, "save", lambda fig, out: figures.append(fig) or save(fig, out))
+        assert memory_figure(str(tsv), str(tmp_path / "f.png")).stat().st_size > 1000
+    axes = figures[0].axes
+    assert [ax.get_title() for ax in axes] == ["×2", "×4"]
+    for ax in axes:
+        labels = [line.get_label() for line in ax.get_lines()]
+        floor = next(line for line in ax.get_lines() if line.get_label().startswith("floor:"))
+        assert floor.get_linestyle() == "--"
+        assert list(floor.get_ydata()) == pytest.approx([0.2, 1.8, 16.6])
+        texts = [t.get_text() for t in ax.texts]
+        assert "1.10×" in texts and "20.00×" in texts  # each line's end: peak / floor
+        protocol = [label for label in labels if "authors' protocol" in label]
+        assert len(protocol) == (3 if ax.get_title() == "×2" else 0)  # two stars, their floor
+    assert "4.00×" in [t.get_text() for t in axes[0].texts]  # the protocol's teacher
+    # an old table (no protocol, no role) still draws; no floor column: refused
+    old = pd.DataFrame(rows).drop(columns=["protocol", "role"])
+    old.to_csv(tsv, sep="\t", index=False)
+    assert memory_figure(str(tsv), str(tmp_path / "g.png")).stat().st_size > 1000
+    old.drop(columns="floor_MiB").to_csv(tsv, sep="\t", index=False)
     with pytest.raises(ValueError, match="floor_MiB"):
-        memory_figure(str(tsv), str(tmp_path / "g.png"))
+        memory_figure(str(tsv), str(tmp_path / "h.png"))

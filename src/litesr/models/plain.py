@@ -17,11 +17,16 @@ of the kernel, less the taps that fall into the padding on the border rows and c
 it costs no activation map.
 
 At inference no more than the input and the output of one layer are alive at a time (the
-ReLU works in place on the convolution's output), which is MemSR's memory argument. A layer
-with a shuffle to at least 16 channels (an upsampler, not a last conv + shuffle to RGB, where
-measured peaks grew) is run a group of output channels at a time (without gradients), each group
-shuffled into the preallocated output (channels-last, which the next convolution reads
-without a reordered copy), so its whole pre-shuffle map never exists.
+ReLU works in place on the convolution's output), which is MemSR's memory argument. Without
+gradients the maps are channels-last (oneDNN then reads and writes them without reordered
+copies of whole maps, which made a body layer hold about four maps instead of two), and a
+layer with a shuffle is run a band of input rows at a time: each band's convolution (its
+halo rows read from the neighbours, zero rows only at the image's top and bottom), constant
+channel, activation and shuffle, written into the preallocated output. So the layer's
+pre-shuffle map never exists whole: it holds its input, its output and one band's
+temporaries (1/32 of the layer's rows), which measured within 1.2x of the two-map floor
+(benchmarks/bench_memsr.py). The result equals the whole layer's to fp32 rounding (the same
+sums, in another order).
 """
 
 from __future__ import annotations
@@ -34,21 +39,28 @@ from torch import Tensor, nn
 from litesr.models import register
 
 ACTS = ("relu", "identity")
-SHUFFLE_GROUPS = 16  # a shuffling layer at inference: its output channels in this many groups
+SHUFFLE_BANDS = 32  # a shuffling layer at inference: its input rows in this many bands
 
 
-def add_constant_channel(y: Tensor, kernel: Tensor) -> Tensor:
+def add_constant_channel(
+    y: Tensor, kernel: Tensor, *, top: bool = True, bottom: bool = True
+) -> Tensor:
     """Add, in place, what a 3×3 conv with ``kernel`` (out, 3, 3) makes of a ones channel
     that is zero-padded by one pixel: the kernel's sum inside, less the taps that fall into
-    the padding on the border (inclusion-exclusion at the corners)."""
+    the padding on the border (inclusion-exclusion at the corners). For a band of rows, ``top``
+    / ``bottom`` say whether its first / last row is the image's (else its neighbours are
+    inside the image and nothing falls into the padding there)."""
     view = (1, -1, 1)
     y.add_(kernel.sum((1, 2)).view(1, -1, 1, 1))
-    y[..., 0, :].sub_(kernel[:, 0, :].sum(1).view(view))
-    y[..., -1, :].sub_(kernel[:, 2, :].sum(1).view(view))
+    if top:
+        y[..., 0, :].sub_(kernel[:, 0, :].sum(1).view(view))
+    if bottom:
+        y[..., -1, :].sub_(kernel[:, 2, :].sum(1).view(view))
     y[..., :, 0].sub_(kernel[:, :, 0].sum(1).view(view))
     y[..., :, -1].sub_(kernel[:, :, 2].sum(1).view(view))
     for row, col in ((0, 0), (0, -1), (-1, 0), (-1, -1)):
-        y[..., row, col].add_(kernel[:, 2 * (row < 0), 2 * (col < 0)].view(1, -1))
+        if top if row == 0 else bottom:  # a corner of the image, not of a band
+            y[..., row, col].add_(kernel[:, 2 * (row < 0), 2 * (col < 0)].view(1, -1))
     return y
 
 
@@ -106,39 +118,45 @@ class PlainSR(nn.Module):
         activation and shuffle)."""
         feats = []
         last = len(self.convs) - 1
+        lean = not torch.is_grad_enabled()  # inference: channels-last, banded shuffles
+        if lean and x.dim() == 4:  # oneDNN reads and writes these without reordered copies
+            x = x.contiguous(memory_format=torch.channels_last)
         for i, (conv, f) in enumerate(zip(self.convs, self.factors, strict=True)):
             observed = conv._forward_hooks or conv._forward_pre_hooks  # e.g. tiling's tracer
-            wide = conv.out_channels >= SHUFFLE_GROUPS * f * f  # an upsampler, not an RGB tail
-            if f > 1 and wide and not torch.is_grad_enabled() and not observed:
+            if f > 1 and lean and not observed:
                 x = self._shuffled_layer(i, x)
             else:
-                x = self._activate(i, conv(x), slice(None))
+                x = self._activate(i, conv(x))
                 if f > 1:
                     x = nn.functional.pixel_shuffle(x, f)
             if return_features and i < last:
                 feats.append(x)
         return (x, feats) if return_features else x
 
-    def _activate(self, i: int, x: Tensor, rows: slice) -> Tensor:
-        """Layer ``i``'s constant channel (output channels ``rows``) and activation, in place."""
+    def _activate(self, i: int, x: Tensor, *, top: bool = True, bottom: bool = True) -> Tensor:
+        """Layer ``i``'s constant channel (``top`` / ``bottom``: see ``add_constant_channel``)
+        and activation, in place."""
         if self.const:
-            x = add_constant_channel(x, self.consts[i][rows])
+            x = add_constant_channel(x, self.consts[i], top=top, bottom=bottom)
         if self.acts[i] == "relu":
             x = torch.relu_(x)  # in place: the convolution's backward does not need it
         return x
 
     def _shuffled_layer(self, i: int, x: Tensor) -> Tensor:
-        """Layer ``i`` with its shuffle by ``f``, a group of ``f²``-channel blocks at a time."""
-        f = self.factors[i]
-        channels = self.convs[i].out_channels // (f * f)
-        # channels-last: the next convolution reads it without a reordered copy (oneDNN)
-        shape = (x.shape[0], channels, x.shape[2] * f, x.shape[3] * f)
+        """Layer ``i`` with its shuffle by ``f``, a band of input rows at a time (see the
+        module docstring)."""
+        f, conv = self.factors[i], self.convs[i]
+        n, _, height, width = x.shape
+        shape = (n, conv.out_channels // (f * f), height * f, width * f)
         out = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
-        step = math.ceil(channels / SHUFFLE_GROUPS)
-        for c in range(0, channels, step):
-            rows = slice(c * f * f, min(c + step, channels) * f * f)
-            conv = self.convs[i]
-            bias = conv.bias[rows] if conv.bias is not None else None
-            y = nn.functional.conv2d(x, conv.weight[rows], bias, padding=1)
-            out[:, c : c + step] = nn.functional.pixel_shuffle(self._activate(i, y, rows), f)
+        step = math.ceil(height / SHUFFLE_BANDS)
+        for r0 in range(0, height, step):
+            r1 = min(r0 + step, height)
+            top, bottom = r0 == 0, r1 == height
+            band = x[:, :, r0 - (not top) : r1 + (not bottom)]  # with its halo rows
+            if top or bottom:
+                band = nn.functional.pad(band, (0, 0, int(top), int(bottom)))
+            y = nn.functional.conv2d(band, conv.weight, conv.bias, padding=(0, 1))
+            y = self._activate(i, y, top=top, bottom=bottom)
+            out[:, :, r0 * f : r1 * f] = nn.functional.pixel_shuffle(y, f)
         return out

@@ -105,24 +105,53 @@ def _row(part: pd.DataFrame) -> dict:
 
 
 def memory_figure(table: str, out: str) -> Path:
-    """Peak inference memory against output megapixels, one line per network and a panel per
-    scale; the dashed line is the plain student's floor (two activation maps)."""
+    """Peak inference memory against output megapixels, a panel per scale, one line per
+    network, each line's last point labelled with its ratio to the floor; dashed: the floor
+    (two activation maps, ``floor_MiB``: the same for networks with the same tail). Rows whose
+    ``protocol`` is ``authors`` (the authors' ×2, 960×540 LR protocol, possibly at another
+    network size) are stars, coloured as the sweep's network of the same ``role``, their
+    floor a black bar, each labelled with its ratio."""
     data = pd.read_csv(table, sep="\t")
     missing = sorted(set(MEMORY_COLUMNS) - set(data.columns))
     if missing:
         raise ValueError(f"{table}: memory table lacks columns {missing}")
+    data = data.dropna(subset=["peak_MiB"])
+    data["ratio"] = data.peak_MiB / data.floor_MiB
+    authors = data.get("protocol", pd.Series("", index=data.index)).eq("authors")
+    sweep, protocol = data[~authors], data[authors]
+    networks = list(dict.fromkeys(sweep.network))
+    palette = dict(zip(networks, sns.color_palette(n_colors=max(len(networks), 1)), strict=False))
+    role_colour = {}
+    if "role" in data:
+        role_colour = {r: palette[n] for n, r in zip(sweep.network, sweep.role, strict=True)}
     scales = sorted(data.scale.unique())
-    fig, axes = plt.subplots(1, len(scales), figsize=(5 * len(scales), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(scales), figsize=(5.5 * len(scales), 4.5), squeeze=False)
     for ax, scale in zip(axes[0], scales, strict=True):
-        part = data[data.scale == scale]
-        sns.lineplot(data=part, x="out_mpix", y="peak_MiB", hue="network", marker="o", ax=ax)
-        floor = part[part.network.str.startswith("plain student")]
-        ax.plot(floor.out_mpix, floor.floor_MiB, "k--", label="floor: 2 activation maps")
+        part = sweep[sweep.scale == scale]
+        for name, line in part.groupby("network", sort=False):
+            line = line.sort_values("out_mpix")
+            ax.plot(line.out_mpix, line.peak_MiB, "o-", color=palette[name], label=name)
+            end = line.iloc[-1]
+            ax.annotate(f"{end.ratio:.2f}×", (end.out_mpix, end.peak_MiB), xytext=(4, 0),
+                        textcoords="offset points", va="center", fontsize=7,
+                        color=palette[name])  # fmt: skip
+        floor = part.groupby("out_mpix").floor_MiB.min()
+        ax.plot(floor.index, floor.values, "k--", label="floor: two activation maps")
+        for _, row in protocol[protocol.scale == scale].iterrows():
+            colour = role_colour.get(row.get("role"), "tab:red")
+            ax.plot(row.out_mpix, row.peak_MiB, "*", color=colour, markersize=13,
+                    markeredgecolor="k", label=f"{row.network}, authors' protocol")  # fmt: skip
+            ax.annotate(f"{row.ratio:.2f}×", (row.out_mpix, row.peak_MiB), xytext=(-6, 0),
+                        textcoords="offset points", ha="right", va="center", fontsize=7,
+                        color=colour)  # fmt: skip
+        for mpix, floor_mib in protocol[protocol.scale == scale].groupby("out_mpix").floor_MiB:
+            ax.plot(mpix, floor_mib.min(), "k_", markersize=16, markeredgewidth=2,
+                    label="floor, authors' protocol")  # fmt: skip
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("output megapixels")
         ax.set_ylabel("peak inference memory (MiB)")
         ax.set_title(f"×{scale}")
-        ax.legend(fontsize=8)
-    fig.suptitle("MemSR: CPU inference memory against output size")
+        ax.legend(fontsize=7)
+    fig.suptitle("MemSR: CPU inference memory against output size (ratio to the floor)")
     return save(fig, out)
