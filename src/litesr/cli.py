@@ -56,7 +56,8 @@ def cmd_download(a: argparse.Namespace) -> None:
 def cmd_prepare(a: argparse.Namespace) -> None:
     from litesr.data.sources import hr_images, prepare_set
 
-    prepare_set(hr_images(a.source, a.where, a.scale, a.download_root), a.scale, a.out)
+    images = hr_images(a.source, a.where, a.scale, a.download_root)
+    prepare_set(images, a.scale, a.out, progress=not a.quiet)
 
 
 def call_with_spec(fn, spec: dict, what: str):
@@ -71,16 +72,18 @@ def call_with_spec(fn, spec: dict, what: str):
 
 
 def cmd_train(a: argparse.Namespace) -> None:
+    from litesr.launch import job_spec
     from litesr.train.run import train_model
 
-    call_with_spec(train_model, a.spec, "train")
+    call_with_spec(train_model, job_spec(a.spec, a.argv), "train")
 
 
 def cmd_run(a: argparse.Namespace) -> None:
+    from litesr.launch import job_spec
     from litesr.methods.registry import entry
 
     step = entry("steps", f"{a.method}.{a.step}")
-    call_with_spec(step, a.spec, f"run {a.method} {a.step}")
+    call_with_spec(step, job_spec(a.spec, a.argv), f"run {a.method} {a.step}")
 
 
 def workflow_form(a: argparse.Namespace) -> None:
@@ -100,7 +103,9 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
         return
     workflow_form(a)
     from litesr.evaluate.run import evaluate_set
+    from litesr.launch import hold_gpus
 
+    hold_gpus(1, a.device)
     evaluate_set(
         a.model,
         a.data,
@@ -110,6 +115,7 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
         set_name=a.set,
         device=a.device,
         save_dir=a.save_dir,
+        progress=not a.quiet,
     )
 
 
@@ -140,7 +146,10 @@ def cmd_summarize(a: argparse.Namespace) -> None:
 
 
 def cmd_cost(a: argparse.Namespace) -> None:
+    from litesr.launch import hold_gpus
     from litesr.measure.cost import measure_models
+
+    hold_gpus(1, a.device)
 
     measure_models(a.models, a.out, names=a.names, cpu_threads=a.threads, device=a.device)
 
@@ -287,17 +296,31 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    # OpenMP threads that wait sleep at once instead of spinning; libgomp reads this when
+    # torch is first imported, after this line. Spinning threads took the cores of busy
+    # neighbours: beside one busy process, 2 threads ran 2-4 times slower than 1, and burnt
+    # 4 times the CPU time (benchmarks/measured/threads_cpu.txt). A value already set is kept.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     quiet = argparse.ArgumentParser(add_help=False)
     quiet.add_argument("-q", "--quiet", action="store_true")
     if quiet.parse_known_args(argv)[0].quiet:
         # tqdm reads its settings when first imported: before any command module is.
         os.environ["TQDM_DISABLE"] = "1"
     args = parser().parse_args(argv)
+    args.argv = argv
     console = sys.stderr
-    log_file = open(args.log_file, "w", buffering=1) if args.log_file else None  # noqa: SIM115
+    # Under torchrun (a training job on several processes) rank 0 appends to the job's log,
+    # after the launcher's lines; the other ranks report warnings and errors on the console.
+    rank = int(os.environ.get("RANK", "0"))
+    mode = "a" if "WORLD_SIZE" in os.environ else "w"
+    log_file = (
+        open(args.log_file, mode, buffering=1)  # noqa: SIM115
+        if args.log_file and rank == 0
+        else None
+    )
     logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        level=logging.INFO if rank == 0 else logging.WARNING,
+        format=f"%(asctime)s {f'rank {rank} ' if rank else ''}%(levelname)s %(name)s: %(message)s",
         stream=log_file or console,
         force=True,
     )
