@@ -31,6 +31,8 @@ RECIPE = {
     "checkpoint_every": 5,
     "seed": 3,
 }
+# bf16 autocast and channels-last layout: deterministic and resumable too (CPU runs them).
+FAST = {"precision": "bf16", "channels_last": True}
 
 
 @pytest.fixture(scope="module")
@@ -79,33 +81,88 @@ def fail_at_call(monkeypatch, n: int, error: BaseException) -> None:
     monkeypatch.setattr(PixelTask, "loss", loss)
 
 
-def test_same_config_gives_bit_identical_weights(train_dir, tmp_path):
+@pytest.mark.parametrize("extra", [{}, FAST], ids=["fp32", "bf16-channels-last"])
+def test_same_config_gives_bit_identical_weights(train_dir, tmp_path, extra):
+    recipe = {**RECIPE, **extra}
     a, b = (
-        weights(run(train_dir, tmp_path / "a.safetensors")),
-        weights(run(train_dir, tmp_path / "b.safetensors")),
+        weights(run(train_dir, tmp_path / "a.safetensors", recipe)),
+        weights(run(train_dir, tmp_path / "b.safetensors", recipe)),
     )
     assert all(torch.equal(a[k], b[k]) for k in a)
-    c = run(train_dir, tmp_path / "c.safetensors", recipe=dict(RECIPE, seed=4))
+    assert all(v.dtype == torch.float32 for v in a.values() if v.is_floating_point())
+    c = run(train_dir, tmp_path / "c.safetensors", recipe=dict(recipe, seed=4))
     assert not all(torch.equal(a[k], weights(c)[k]) for k in a)
 
 
-def test_killed_run_resumes_to_the_same_weights(train_dir, tmp_path, monkeypatch):
-    reference = weights(run(train_dir, tmp_path / "ref.safetensors"))
+def test_bf16_changes_the_weights_and_channels_last_keeps_them_close(train_dir, tmp_path):
+    fp32, bf16, nhwc = (
+        weights(run(train_dir, tmp_path / f"{name}.safetensors", {**RECIPE, **extra}))
+        for name, extra in [("a", {}), ("b", {"precision": "bf16"}), ("c", {"channels_last": True})]
+    )
+    assert not all(torch.equal(fp32[k], bf16[k]) for k in fp32), "autocast ran"
+    assert all(torch.allclose(fp32[k], nhwc[k], atol=1e-4) for k in fp32)
+
+
+@pytest.mark.parametrize("extra", [{}, FAST], ids=["fp32", "bf16-channels-last"])
+def test_killed_run_resumes_to_the_same_weights(train_dir, tmp_path, monkeypatch, extra):
+    recipe = {**RECIPE, **extra}
+    reference = weights(run(train_dir, tmp_path / "ref.safetensors", recipe))
     out = tmp_path / "resumed.safetensors"
     with monkeypatch.context() as patch:
         fail_at_call(patch, 8, KeyboardInterrupt("killed"))
         with pytest.raises(KeyboardInterrupt):
-            run(train_dir, out)
+            run(train_dir, out, recipe)
     ckpt = out.with_name(out.name + ".ckpt")
     assert ckpt.exists() and not out.exists()
     with safe_open(ckpt, framework="pt") as handle:
         assert handle.metadata()["step"] == "5"
+        saved = [handle.get_tensor(k) for k in handle.keys() if k.startswith(("task/", "optim"))]
+    assert saved and all(t.dtype in (torch.float32, torch.int64) for t in saved)
     assert not list(tmp_path.glob(".*.tmp")), "no temporary file is left behind"
-    resumed = weights(run(train_dir, out))
+    resumed = weights(run(train_dir, out, recipe))
     assert all(torch.equal(reference[k], resumed[k]) for k in reference)
     assert not ckpt.exists(), "checkpoint is removed once training completes"
     log = pd.read_csv(out.with_suffix(".tsv"), sep="\t")
     assert log.step.tolist() == list(range(1, 13))
+
+
+class _Seen(PixelTask):
+    """Records, per loss, whether the batch is channels-last and the dtype of a conv on it."""
+
+    def loss(self, lr, hr):
+        self.seen.append(
+            (lr.is_contiguous(memory_format=torch.channels_last), self.student.head(lr).dtype)
+        )
+        return super().loss(lr, hr)
+
+
+def test_bf16_channels_last_steps_and_an_fp32_model_after(train_dir, tmp_path):
+    from litesr.models import build
+
+    torch.manual_seed(0)
+    task = _Seen(build(ARCH, scale=2, **ARGS))
+    task.seen = []
+    fit(
+        task,
+        PatchSampler(load_pairs(train_dir, 2, 8), 2, 8),
+        TrainSpec.from_dict({"steps": 2, "batch_size": 2, "lr_patch": 8, **FAST}),
+        checkpoint=tmp_path / "c.ckpt",
+        log_tsv=tmp_path / "log.tsv",
+        progress=False,
+    )
+    assert task.seen == [(True, torch.bfloat16)] * 2
+    assert all(p.dtype == torch.float32 and p.is_contiguous() for p in task.parameters())
+    assert task.student(torch.rand(1, 3, 8, 8)).dtype == torch.float32, "evaluation is fp32"
+
+
+def test_colour_and_bicubic_keep_fp32_under_autocast():
+    from litesr.data.color import luma
+    from litesr.data.resize_torch import upsample_bicubic
+
+    x = torch.rand(2, 3, 6, 6)
+    with torch.autocast("cpu", torch.bfloat16):
+        y, up = luma(x), upsample_bicubic(x, 2)
+    assert torch.equal(y, luma(x)) and torch.equal(up, upsample_bicubic(x, 2))
 
 
 def test_checkpoint_of_another_config_is_set_aside(train_dir, tmp_path, caplog, monkeypatch):
@@ -219,6 +276,10 @@ def test_unknown_recipe_key_is_refused():
         TrainSpec.from_dict({"steps": 1, "learning_rate": 0.1})
     with pytest.raises(ValueError, match="optimizer"):
         TrainSpec.from_dict({"steps": 1, "optimizer": "lamb"})
+    with pytest.raises(ValueError, match="precision"):
+        TrainSpec.from_dict({"steps": 1, "precision": "fp16"})
+    with pytest.raises(ValueError, match="replaced by 'precision'"):
+        TrainSpec.from_dict({"steps": 1, "amp": True})
 
 
 class AdapterTask(Task):
@@ -342,7 +403,6 @@ def test_log_rows_beyond_the_header_limit_are_checkpointed(tmp_path):
         step=2,
         task={"w": torch.ones(3)},
         optimizer={"param_groups": [], "state": {}},
-        scaler={},
         generator=torch.Generator().manual_seed(0).get_state(),
         rows=rows,
     )

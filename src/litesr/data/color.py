@@ -29,7 +29,10 @@ def rgb_to_y(img: np.ndarray) -> np.ndarray:
 
 
 def _transform(x: Tensor, matrix: np.ndarray) -> Tensor:
-    return torch.einsum("ij,njhw->nihw", torch.as_tensor(matrix, dtype=x.dtype, device=x.device), x)
+    # At the input's precision even under autocast: a bf16 training step's targets stay fp32.
+    with torch.autocast(x.device.type, enabled=False):
+        m = torch.as_tensor(matrix, dtype=x.dtype, device=x.device)
+        return torch.einsum("ij,njhw->nihw", m, x)
 
 
 def _offset(x: Tensor) -> Tensor:

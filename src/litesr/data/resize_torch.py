@@ -22,7 +22,9 @@ def bicubic_matrix(in_len: int, scale: int, device: torch.device, dtype: torch.d
 
 
 def upsample_bicubic(x: Tensor, scale: int) -> Tensor:
-    """MATLAB ``imresize(x, scale, 'bicubic')`` of an N×C×h×w float tensor (no rounding)."""
+    """MATLAB ``imresize(x, scale, 'bicubic')`` of an N×C×h×w float tensor (no rounding), at
+    its precision even under autocast (a bf16 training step's bicubic input stays fp32)."""
     rows = bicubic_matrix(x.shape[-2], scale, x.device, x.dtype)
     cols = bicubic_matrix(x.shape[-1], scale, x.device, x.dtype)
-    return rows @ x @ cols.T
+    with torch.autocast(x.device.type, enabled=False):
+        return rows @ x @ cols.T

@@ -55,7 +55,6 @@ class Checkpoint:
     step: int
     task: dict[str, torch.Tensor]
     optimizer: dict[str, Any]
-    scaler: dict[str, Any]
     generator: torch.Tensor
     rows: list[dict[str, Any]]
 
@@ -78,7 +77,6 @@ def save_checkpoint(path: Path, fingerprint: str, ckpt: Checkpoint) -> None:
         "fingerprint": fingerprint,
         "step": json.dumps(ckpt.step),
         "optimizer": json.dumps({"param_groups": ckpt.optimizer["param_groups"], "state": state}),
-        "scaler": json.dumps(ckpt.scaler),
     }
     try:
         with atomic_path(path) as tmp:
@@ -131,7 +129,6 @@ def load_checkpoint(path: Path, fingerprint: str) -> Checkpoint | None:
             step=json.loads(meta["step"]),
             task={k[len(MODEL) :]: v for k, v in tensors.items() if k.startswith(MODEL)},
             optimizer={"param_groups": optimizer["param_groups"], "state": state},
-            scaler=json.loads(meta["scaler"]),
             generator=tensors[GENERATOR],
             rows=json.loads(
                 meta["rows"]  # checkpoints written before the rows moved out of the header

@@ -9,6 +9,12 @@ the same weights as an uninterrupted one. The last checkpoint, at the final step
 the caller has saved what it made from the run (then it removes it), so a crash while the
 model is written loses no training.
 
+``spec.precision`` ``bf16`` runs each step's loss under bf16 autocast (CPU and CUDA): the
+weights, the optimiser's state, the loss and what the task computes outside the step stay
+fp32, so saved models and checkpoints are fp32, and evaluation (after ``fit``) is fp32.
+``spec.channels_last`` trains on channels-last (NHWC) parameters and batches; ``fit`` hands
+the task back in the default layout.
+
 Under ``torchrun`` (see ``litesr.train.dist``) the task is trained data-parallel: each rank
 draws ``batch_size / N`` patches per step from its own generator (seeded from the recipe's
 seed and its rank), DistributedDataParallel averages the gradients, and the logged loss is
@@ -139,13 +145,14 @@ def fit(
         raise ValueError(f"batch_size {spec.batch_size} cannot be split over {world} processes")
     if spec.gpus > 1 and world != spec.gpus:
         log.warning("the recipe asks for %d processes; training on %d", spec.gpus, world)
-    task.to(dev).train()
+    if spec.precision == "bf16" and dev.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ValueError(f"precision bf16: {torch.cuda.get_device_name(dev)} has no bf16")
+    layout = torch.channels_last if spec.channels_last else torch.preserve_format
+    task.to(dev, memory_format=layout).train()
     groups = task.param_groups()
     params = [p for group in groups for p in group["params"]]
     opt = make_optimizer(groups, spec)
     sched = make_scheduler(opt, spec)
-    use_amp = spec.amp and dev.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     gen = torch.Generator().manual_seed(dist.rank_seed(spec.seed, rank))
     start, rows = 0, []
     checkpoint, log_tsv = Path(checkpoint), Path(log_tsv)
@@ -159,7 +166,6 @@ def fit(
             raise ValueError(f"{checkpoint}: state does not fit the task ({missing or unexpected})")
         _fast_forward(sched, state.step)
         opt.load_state_dict(state.optimizer)
-        scaler.load_state_dict(state.scaler)
         # A row is copied: set_state reads a view's storage from its start, not its offset.
         gen.set_state(state.generator if world == 1 else state.generator[rank].clone())
         start, rows = state.step, state.rows
@@ -185,7 +191,6 @@ def fit(
                 step=step,
                 task=task.trainable_state(),
                 optimizer=opt.state_dict(),
-                scaler=scaler.state_dict(),
                 generator=generator,
                 rows=rows,
             ),
@@ -203,8 +208,8 @@ def fit(
     )
     with batches:
         for step in bar:
-            batch = next(batches)
-            with torch.autocast(dev.type, enabled=use_amp):
+            batch = [t.to(memory_format=layout) if t.dim() == 4 else t for t in next(batches)]
+            with torch.autocast(dev.type, torch.bfloat16, enabled=spec.precision == "bf16"):
                 loss, extras = loss_of(*batch)
             if world == 1:
                 value = float(loss.detach())
@@ -218,12 +223,10 @@ def fit(
                     "rate or set grad_clip"
                 )
             opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
+            loss.backward()
             if spec.grad_clip:
-                scaler.unscale_(opt)
                 nn.utils.clip_grad_norm_(params, spec.grad_clip)
-            scaler.step(opt)
-            scaler.update()
+            opt.step()
             task.after_step(step)
             rows.append(
                 {
@@ -239,4 +242,6 @@ def fit(
             if step % spec.checkpoint_every == 0 and step < spec.steps:
                 save(step)
         save(spec.steps)
+    if spec.channels_last:
+        task.to(memory_format=torch.contiguous_format)
     return task.eval()

@@ -28,7 +28,8 @@ class TrainSpec:
     channel: str = "rgb"
     grad_clip: float | None = None
     checkpoint_every: int = 100
-    amp: bool = False
+    precision: str = "fp32"
+    channels_last: bool = False
     augment: bool = True
     seed: int = 0
     gpus: int = 1
@@ -37,6 +38,7 @@ class TrainSpec:
     SCHEDULERS = ("none", "multistep", "cosine", "onecycle")
     LOSSES = ("l1", "l2", "l2_sum")
     CHANNELS = ("rgb", "y")
+    PRECISIONS = ("fp32", "bf16")
 
     def __post_init__(self) -> None:
         for name, allowed in (
@@ -44,6 +46,7 @@ class TrainSpec:
             ("scheduler", self.SCHEDULERS),
             ("loss", self.LOSSES),
             ("channel", self.CHANNELS),
+            ("precision", self.PRECISIONS),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"training {name} {getattr(self, name)!r}: use one of {allowed}")
@@ -62,6 +65,11 @@ class TrainSpec:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainSpec:
         """Build from a config mapping; unknown keys are an error, not silently ignored."""
+        if "amp" in values:
+            raise ValueError(
+                "training option 'amp' (CUDA fp16) was replaced by 'precision': write "
+                "precision: bf16 (bf16 autocast on CPU and CUDA) or precision: fp32"
+            )
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:

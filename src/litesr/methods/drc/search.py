@@ -136,7 +136,10 @@ class SearchTask(DualTask):
                 weights = nn.functional.one_hot(alpha.argmax(), len(alpha)).to(masks)
             else:
                 weights = torch.softmax(alpha if self._live_alpha else alpha.detach(), 0)
-            return (inputs[0] * (weights @ masks).view(1, -1, 1, 1), *inputs[1:])
+            # fp32 under bf16 autocast: α's gradient is a small difference of these sums.
+            with torch.autocast(masks.device.type, enabled=False):
+                mix = weights @ masks
+            return (inputs[0] * mix.view(1, -1, 1, 1), *inputs[1:])
 
         return hook
 
