@@ -152,6 +152,14 @@ def memory_figure(table: str, out: str) -> Path:
         ax.set_xlabel("output megapixels")
         ax.set_ylabel("peak inference memory (MiB)")
         ax.set_title(f"×{scale}")
-        ax.legend(fontsize=7)
+    # One legend for both panels, under them, so that no line is hidden behind it.
+    entries = {}
+    for ax in axes[0]:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            entries.setdefault(label, handle)
+    rows = -(-len(entries) // 2)
+    fig.legend(entries.values(), entries.keys(), loc="lower center", ncol=2, fontsize=7,
+               frameon=False)  # fmt: skip
     fig.suptitle("MemSR: CPU inference memory against output size (ratio to the floor)")
+    fig.tight_layout(rect=(0, 0.035 * rows + 0.02, 1, 1))
     return save(fig, out)
