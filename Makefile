@@ -14,7 +14,7 @@ report: $(STAMP)  ## the main job on the embedded default: reports/all.pdf
 	snakemake --cores $(CORES) reports/all.pdf
 
 test: $(STAMP)  ## the default test run: everything but the slow end-to-end and SLURM runs
-	pytest -m "not slow"
+	pytest -m "not slow" --durations=30
 
 test-slow: $(STAMP)  ## the slow tests: the default DAG end to end, rules as SLURM jobs
 	pytest -m slow
