@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,7 +14,14 @@ from test_metrics import BICUBIC_TABLE
 from litesr.data.images import list_images, read_image, stored_grey, write_png
 from litesr.data.resize import bicubic_upsample
 from litesr.data.sources import prepare_set
-from litesr.evaluate.run import evaluate_set, measure, measured_planes, summarize, super_resolve
+from litesr.evaluate.run import (
+    EXACT_DB,
+    evaluate_set,
+    measure,
+    measured_planes,
+    summarize,
+    super_resolve,
+)
 from litesr.models import build
 from litesr.models.store import save_model
 
@@ -216,3 +226,157 @@ def test_grey_measurement_does_not_depend_on_memory_layout():
     view = planar.transpose(1, 2, 0)  # as a network's C×H×W output is usually viewed
     assert not view.flags["C_CONTIGUOUS"]
     assert measure(view, hr, 4, grey=True) == measure(np.ascontiguousarray(view), hr, 4, grey=True)
+
+
+# --- speed: backends, threads, progress (litesr.evaluate.run, *Speed*) -----------------------
+
+SPEED_MODELS = {
+    "edsr": {"scale": 2, "n_resblocks": 2, "n_feats": 16},
+    "vdsr": {"scale": 3, "width": 16, "depth": 6},  # runs at HR resolution
+}
+
+
+@pytest.fixture
+def cache_home(tmp_path, monkeypatch) -> Path:
+    """A cache folder of the test's own (ONNX exports, speed probes), never the user's."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "litesr"
+
+
+def _speed_model(folder: Path, arch: str) -> str:
+    """A random-weight model file; VDSR's residual is damped, so that its output is near
+    bicubic and PSNR is at a realistic level (one level flipped then weighs more)."""
+    torch.manual_seed(0)
+    args = SPEED_MODELS[arch]
+    model = build(arch, **args)
+    if arch == "vdsr":
+        with torch.no_grad():
+            model.tail.weight.mul_(0.02)
+    path = folder / f"{arch}.safetensors"
+    save_model(model, path, arch=arch, args=args)
+    return str(path)
+
+
+def _textured_set(folder: Path, scale: int, n: int = 3) -> Path:
+    """A prepared set of ``n`` smooth images with mild noise (bicubic ×scale: about 30 dB)."""
+    rng = np.random.default_rng(scale)
+    for i in range(n):
+        coarse = rng.integers(0, 256, (9 + i, 8, 3), dtype=np.uint8)
+        smooth = bicubic_upsample(coarse, 8).astype(float) + rng.normal(0, 3, (72 + 8 * i, 64, 3))
+        write_png(folder / "hr" / f"{i}.png", smooth.clip(0, 255).round().astype(np.uint8))
+    return prepare_set(list_images(folder / "hr"), scale, folder / "set", progress=False)
+
+
+def _evaluate(model: str, data: Path, scale: int, out: Path, **kwargs) -> pd.DataFrame:
+    return evaluate_set(
+        model, data, scale, out / "e.tsv", model_name="m", set_name="s", progress=False, **kwargs
+    )
+
+
+@pytest.mark.parametrize("arch", sorted(SPEED_MODELS))
+def test_onnxruntime_keeps_a_set_s_psnr_within_a_thousandth_of_a_db(
+    arch, tmp_path, cache_home, caplog
+):
+    """The bar a backend must clear to evaluate: the per-set means within EXACT_DB of torch
+    float32, the SR images within one level (float rounding, nothing more)."""
+    pytest.importorskip("onnxruntime")
+    scale = SPEED_MODELS[arch]["scale"]
+    model, data = _speed_model(tmp_path, arch), _textured_set(tmp_path, scale)
+    means = {}
+    for backend in ("torch", "onnxruntime"):
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="litesr.evaluate.run"):
+            table = _evaluate(
+                model, data, scale, tmp_path, backend=backend, save_dir=tmp_path / backend
+            )
+        assert caplog.text.count(f"on {backend};") == 3
+        means[backend] = summarize(table).iloc[0]
+    for column in ("psnr_y", "psnr_rgb"):
+        assert abs(means["onnxruntime"][column] - means["torch"][column]) <= EXACT_DB
+    assert abs(means["onnxruntime"].ssim_y - means["torch"].ssim_y) <= 1e-5
+    if arch == "vdsr":
+        assert means["torch"].psnr_y > 25  # a realistic level, where a flipped level counts
+    for png in (tmp_path / "torch").iterdir():
+        ort = read_image(tmp_path / "onnxruntime" / png.name).astype(int)
+        diff = np.abs(ort - read_image(png).astype(int))
+        assert diff.max() <= 1 and (diff > 0).mean() <= 1e-3
+
+
+def test_auto_follows_upscale_s_measured_rule_on_the_given_threads(
+    tmp_path, cache_home, monkeypatch, caplog
+):
+    pytest.importorskip("onnxruntime")
+    from litesr.tools import backends
+
+    model, data = _speed_model(tmp_path, "edsr"), _textured_set(tmp_path, 2, n=2)
+    probes, sessions = [], []
+
+    def probe(model, ort, hw=backends.PROBE_HW):
+        probes.append(hw)
+        return {"torch": 2.0, "onnxruntime": 1.0}
+
+    class Session(backends.OrtForward):
+        def __init__(self, path, threads):
+            sessions.append(threads)
+            super().__init__(path, threads)
+
+    monkeypatch.setattr(backends, "measure_speed", probe)
+    monkeypatch.setattr(backends, "OrtForward", Session)
+
+    def used(**kwargs) -> str:
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="litesr.evaluate.run"):
+            _evaluate(model, data, 2, tmp_path, **kwargs)
+        return "onnxruntime" if "on onnxruntime;" in caplog.text else "torch"
+
+    before = torch.get_num_threads()
+    # A small set: neither an export nor a probe is paid for.
+    assert used(threads=1) == "torch" and not probes and not (cache_home / "onnx").exists()
+    # A large one (the threshold lowered): exported, probed once, on the run's threads.
+    monkeypatch.setattr(backends, "AUTO_MIN_PIXELS", 0)
+    assert used(threads=1) == "onnxruntime" and len(probes) == 1 and sessions == [1]
+    # Measured before: a small set reuses the timing (no probe again); not at 2 threads.
+    monkeypatch.setattr(backends, "AUTO_MIN_PIXELS", 1 << 40)
+    assert used(threads=1) == "onnxruntime" and len(probes) == 1 and sessions == [1, 1]
+    assert used(threads=2) == "torch" and len(probes) == 1
+    # Explicit: torch never probes nor exports.
+    assert used(threads=1, backend="torch") == "torch" and sessions == [1, 1]
+    assert torch.get_num_threads() == before  # the caller's setting is restored
+    with pytest.raises(ValueError, match="threads must be a positive number"):
+        _evaluate(model, data, 2, tmp_path, threads=0)
+
+
+def test_progress_shows_images_and_the_time_left(tmp_path, monkeypatch, capsys, caplog):
+    """A bar by pixels (the time left follows the images' sizes) with the images done; a log
+    line per image (the workflow's log files, where `-q` turns the bar off)."""
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    data = _textured_set(tmp_path, 2)
+    with caplog.at_level(logging.INFO, logger="litesr.evaluate.run"):
+        evaluate_set("bicubic", data, 2, tmp_path / "e.tsv", model_name="b", set_name="s")
+    err = capsys.readouterr().err
+    assert "eval b s: 100%" in err and "3/3 images" in err and "<00:00" in err
+    assert caplog.text.count("s left") == 3 and "b s ×2: 2 (3/3) on bicubic;" in caplog.text
+
+
+@pytest.mark.shared_data
+def test_onnxruntime_keeps_the_releases_set5_psnr_within_a_thousandth_of_a_db(
+    shared_data, tmp_path, cache_home
+):
+    """The authors' networks, at HR resolution (AIL's VDSR-13) and at LR (DIPNet), on Set5
+    ×4: onnxruntime's per-set PSNR within EXACT_DB of torch's."""
+    pytest.importorskip("onnxruntime")
+    from litesr.models.releases import import_weights
+
+    hr = shared_data / "benchmark" / "Set5" / "x4" / "HR"
+    data = prepare_set(list_images(hr), 4, tmp_path / "set", progress=False)
+    for release in ("ail_vdsr13_ail_x4", "dipnet_x4"):
+        model = import_weights(
+            release, shared_data / "reference", 4, tmp_path / f"{release}.safetensors"
+        )
+        means = {
+            backend: summarize(_evaluate(str(model), data, 4, tmp_path, backend=backend))
+            for backend in ("torch", "onnxruntime")
+        }
+        for column in ("psnr_y", "psnr_rgb"):
+            gap = abs(means["onnxruntime"][column].item() - means["torch"][column].item())
+            assert gap <= EXACT_DB, (release, column, gap)

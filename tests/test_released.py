@@ -1,7 +1,7 @@
 """Scoring released models and model files without training anything: configs with no
 `models` and no training set, models made at the scales they serve, benchmark folders named
 as public releases name them, and `litesr evaluate MODEL... --sets DIR...`.
-(config/released.yaml's dry run is in test_workflow.)"""
+(config/released.yaml's dry run is in test_workflow; a quick variant runs end to end here.)"""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from conftest import REPO
 
 from litesr.cli import main as cli_main
@@ -348,3 +349,55 @@ def test_evaluate_gives_the_reference_numbers_of_releases_on_set5(
     for key, (readme, gap) in expected.items():
         assert readme - 0.02 <= means[key] <= readme + 0.02 + gap, (key, means[key])
     assert "– authors-dipnet: not at ×2: the authors released it for ×4 only" in printed
+
+
+# --- config/released.yaml for real (the issue's closing test) -------------------------------
+
+
+@pytest.mark.shared_data
+@pytest.mark.slow
+def test_a_config_of_releases_runs_end_to_end_to_the_readme_s_numbers(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    """config/released.yaml (releases alone, Set5 and Set14 HR folders, ×2 and ×4) with a
+    mixed-scale list that a CPU runs in minutes, AIL's VDSR-13 (×2 and ×4) and DIPNet (×4
+    only): it dry-runs, then runs to reports/all.pdf; Set5 gives the reference README's
+    numbers (test_authors' tolerance and convention gap), and the accuracy table marks
+    DIPNet's ×2 cells and says why."""
+    from test_authors import CONVENTION_GAP, README, TOL
+    from test_workflow import snakemake, workflow_copy
+
+    wd = tmp_path / "litesr"
+    wd.mkdir()
+    workflow_copy(wd)
+    (tmp_path / "shared").symlink_to(shared_data.parent)  # the config's ../shared/data
+    config = yaml.safe_load((REPO / "config" / "released.yaml").read_text())
+    config["methods"]["authors"]["releases"] = ["ail_vdsr13_ail", "dipnet"]
+    (wd / "e2e.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    args = ["reports/all.pdf", "--configfile", "e2e.yaml"]
+    dry = snakemake("-n", *args, cwd=wd)
+    assert dry.returncode == 0 and "rule train:" not in dry.stdout, dry.stdout[-3000:]
+    result = snakemake("--cores", "2", *args, cwd=wd, timeout=3600)
+    assert result.returncode == 0, result.stdout[-5000:]
+
+    summary = pd.read_csv(wd / "results/tables/psnr_ssim.tsv", sep="\t")
+    cells = summary.set_index(["model", "set", "scale"]).psnr_y
+    models = ("bicubic", "authors-ail_vdsr13_ail", "authors-dipnet")
+    made = {(m, s) for m in models for s in (2, 4) if (m, s) != ("authors-dipnet", 2)}
+    assert set(cells.index) == {(m, t, s) for m, s in made for t in ("Set5", "Set14")}
+    expected = {
+        ("authors-ail_vdsr13_ail", 2): ("ail_vdsr13_ail_x2", CONVENTION_GAP[2]),
+        ("authors-ail_vdsr13_ail", 4): ("ail_vdsr13_ail_x4", CONVENTION_GAP[4]),
+        ("authors-dipnet", 4): ("dipnet_x4", 0.0),
+    }
+    for (model, scale), (release, gap) in expected.items():
+        psnr, readme = cells[model, "Set5", scale], README[release, scale]
+        assert readme - TOL <= psnr <= readme + TOL + gap, (model, scale, psnr)
+        for test_set in ("Set5", "Set14"):
+            assert cells[model, test_set, scale] > cells["bicubic", test_set, scale] + 0.5
+    assert "AUDIT PASSED" in (wd / "reports" / "audit.ipynb").read_text()
+    from pypdf import PdfReader
+
+    pdf = PdfReader(wd / "reports" / "all.pdf")
+    text = " ".join(" ".join(page.extract_text() for page in pdf.pages).split())
+    assert "not evaluated: authors-dipnet at ×2 (the authors released it for ×4 only)" in text

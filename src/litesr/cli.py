@@ -116,6 +116,8 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
         device=a.device,
         save_dir=a.save_dir,
         progress=not a.quiet,
+        backend=a.backend,
+        threads=a.threads,
     )
 
 
@@ -132,6 +134,8 @@ def cmd_score(a: argparse.Namespace) -> None:
         reference=a.reference,
         device=a.device or "auto",
         progress=not a.quiet,
+        backend=a.backend,
+        threads=a.threads,
     )
     print(mean_table(means, notes))
 
@@ -187,6 +191,8 @@ def cmd_report(a: argparse.Namespace) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
+    from litesr.tools.backends import BACKENDS  # imports torch: after main's OMP settings
+
     p = argparse.ArgumentParser(prog="litesr", description=__doc__.splitlines()[0])
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.add_argument(
@@ -252,6 +258,20 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--data", type=Path, help="with --model: a prepared set (HR/, LR/)")
     s.add_argument("--set", help="with --model: the set's name in the TSV")
     s.add_argument("--save-dir", type=Path, default=None, help="also write the SR PNGs here")
+    s.add_argument(
+        "--backend",
+        default="auto",
+        choices=BACKENDS,
+        help="auto (default): onnxruntime where litesr upscale's measured rule picks it, "
+        "else torch; both float32, the PSNR within 0.001 dB (see litesr.evaluate.run)",
+    )
+    s.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="intra-op threads of torch and onnxruntime (default: torch's, which follows "
+        "OMP_NUM_THREADS)",
+    )
     s.set_defaults(func=cmd_evaluate)
 
     s = sub.add_parser("summarize", help="per-set means of per-image TSVs")

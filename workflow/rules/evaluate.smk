@@ -1,7 +1,9 @@
 """Evaluation: PSNR/SSIM (Y, border = scale) of every model and bicubic on every test set.
 
 Each evaluation also keeps the SR images it measured (results/sr/...), from which the audit
-recomputes every per-image number."""
+recomputes every per-image number. A job runs on its rule's threads, on the backend that
+`litesr evaluate --backend auto` picks (litesr.evaluate.run, *Speed*), and its log has a line
+per image with the time left."""
 
 
 rule evaluate:

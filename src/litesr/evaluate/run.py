@@ -2,11 +2,22 @@
 
 With ``save_dir`` the SR images measured are kept as PNGs (``<save_dir>/<image>.png``), so the
 audit can recompute every per-image number from them and the prepared HR images.
+
+**Speed.** A model runs on the backends of ``litesr upscale`` (:mod:`litesr.tools.backends`):
+on CPU, onnxruntime where the measured rule picks it (``backend="auto"``), else torch, both
+float32 (bfloat16 is never used here). onnxruntime's output differs from torch's by float
+rounding only; its per-set PSNR stays within :data:`EXACT_DB` of torch's (tested). Threads
+are torch's (``OMP_NUM_THREADS``, which Snakemake sets to a rule's ``threads``) unless given.
+Progress is shown per image, with the time left estimated from the pixels still to run (a
+bar, off under ``litesr -q``, and a log line per image).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,18 +33,28 @@ from litesr.data.resize import bicubic_upsample
 from litesr.device import resolve_device
 from litesr.evaluate.metrics import psnr_rgb, psnr_y, ssim_min_side, ssim_y
 from litesr.models.store import load_model
+from litesr.tools.backends import Backends, Forward
 from litesr.tsv import write_tsv
+
+log = logging.getLogger(__name__)
 
 BICUBIC = "bicubic"
 PER_IMAGE_COLUMNS = ["model", "set", "scale", "image", "psnr_y", "ssim_y", "psnr_rgb"]
+EXACT_DB = 0.001  # the most a backend may move a set's mean PSNR from torch's float32 result
+BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}{postfix}"
+
+Runner = Callable[[np.ndarray, int], tuple[np.ndarray, str]]
 
 
 @torch.no_grad()
-def super_resolve(model: nn.Module, lr: np.ndarray, device: torch.device) -> np.ndarray:
-    """Run ``model`` on one uint8 LR image and round its output to uint8, as a saved PNG."""
+def super_resolve(
+    model: nn.Module, lr: np.ndarray, device: torch.device, forward: Forward | None = None
+) -> np.ndarray:
+    """Run ``model`` (or ``forward``, another backend of it) on one uint8 LR image and round
+    its output to uint8, as a saved PNG."""
     x = torch.from_numpy(np.ascontiguousarray(lr.transpose(2, 0, 1))).float().div(255)
-    sr = model(x[None].to(device))[0].clamp(0, 1).mul(255).round().byte().cpu().numpy()
-    return sr.transpose(1, 2, 0)
+    sr = (forward or model)(x[None].to(device))[0]
+    return sr.clamp(0, 1).mul(255).round().byte().cpu().numpy().transpose(1, 2, 0)
 
 
 def measured_planes(sr: np.ndarray, hr: np.ndarray, *, grey: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -64,6 +85,47 @@ def upscaler(model_ref: str, device: str = "cpu"):
     return lambda lr, scale: super_resolve(model, lr, dev)
 
 
+@contextlib.contextmanager
+def model_runner(
+    model_ref: str, device: str, backend: str, lr_sizes: list[tuple[int, int]]
+) -> Iterator[Runner]:
+    """A function (uint8 LR, scale) → (uint8 SR, the backend's name) for a safetensors file,
+    each image run whole on the backend :meth:`litesr.tools.backends.Backends.pick` picks
+    for a run of images of ``lr_sizes`` (height, width), or for ``bicubic``. What the pick
+    needs first (an ONNX export, the speed probe) is made before the function is given."""
+    if model_ref == BICUBIC:
+        yield lambda lr, scale: (bicubic_upsample(lr, scale), BICUBIC)
+        return
+    from litesr.tools.locality import cache_by_file
+    from litesr.tools.upscale import AUTO_MEMORY_FRACTION, available_memory_mb
+
+    dev = resolve_device(device)
+    model, _ = load_model(model_ref, device=dev)
+    model.eval()
+    backends = Backends(
+        model,
+        model_ref,
+        cache_by_file(model, model_ref),
+        choice=backend,
+        threads=torch.get_num_threads(),
+        bf16=False,
+        work_pixels=sum(h * w for h, w in lr_sizes),
+    )
+    available = available_memory_mb(dev)
+    budget = None if available is None else AUTO_MEMORY_FRACTION * available
+
+    def run(lr: np.ndarray, scale: int) -> tuple[np.ndarray, str]:
+        forward, label = backends.pick(lr.shape[:2], budget)
+        return super_resolve(model, lr, dev, forward), label
+
+    try:
+        if lr_sizes:
+            backends.pick(lr_sizes[0], budget)
+        yield run
+    finally:
+        backends.close()
+
+
 def evaluate_set(
     model_ref: str,
     data_dir: Path,
@@ -75,22 +137,74 @@ def evaluate_set(
     device: str = "cpu",
     save_dir: Path | None = None,
     progress: bool = True,
+    backend: str = "auto",
+    threads: int | None = None,
 ) -> pd.DataFrame:
     """PSNR/SSIM on Y (border = scale) and RGB PSNR (border 4) for each image of the set.
 
     Every HR image must be large enough for SSIM after the border crop; this is checked from
     the image headers before any model runs, and an error names the file and its size. With
     ``save_dir``, that folder is replaced (atomically) by the SR PNGs that were measured.
+    ``backend`` and ``threads`` (torch's setting is restored on return): see *Speed*.
     """
-    data_dir = Path(data_dir)
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be a positive number, got {threads!r}")
+    previous_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        table = _evaluate_set(
+            model_ref,
+            Path(data_dir),
+            scale,
+            model_name=model_name,
+            set_name=set_name,
+            device=device,
+            save_dir=save_dir,
+            progress=progress,
+            backend=backend,
+        )
+    finally:
+        torch.set_num_threads(previous_threads)
+    write_tsv(table, out_tsv)
+    return table
+
+
+def _evaluate_set(
+    model_ref: str,
+    data_dir: Path,
+    scale: int,
+    *,
+    model_name: str,
+    set_name: str,
+    device: str,
+    save_dir: Path | None,
+    progress: bool,
+    backend: str,
+) -> pd.DataFrame:
+    """:func:`evaluate_set` once its threads are set: the per-image table."""
     hr_paths = list_images(data_dir / "HR")
-    check_sizes(hr_paths, scale)
-    run = upscaler(model_ref, device)
+    sizes = check_sizes(hr_paths, scale)
+    total = sum(w * h for w, h in sizes)
+    what = f"{model_name} {set_name} ×{scale}"
     rows = []
-    with atomic_dir(save_dir) if save_dir is not None else contextlib.nullcontext() as sr_dir:
-        for hr_path in tqdm(hr_paths, desc=f"eval {model_name} {set_name}", disable=not progress):
+    with contextlib.ExitStack() as stack:
+        sr_dir = stack.enter_context(atomic_dir(save_dir)) if save_dir is not None else None
+        lr_sizes = [(h // scale, w // scale) for w, h in sizes]
+        run = stack.enter_context(model_runner(model_ref, device, backend, lr_sizes))
+        bar = stack.enter_context(
+            tqdm(
+                total=total,
+                desc=f"eval {model_name} {set_name}",
+                bar_format=BAR_FORMAT,
+                postfix=f"0/{len(hr_paths)} images",
+                disable=not progress,
+            )
+        )
+        started, done = time.perf_counter(), 0
+        for i, (hr_path, (w, h)) in enumerate(zip(hr_paths, sizes, strict=True), 1):
             hr, lr = read_image(hr_path), read_image(data_dir / "LR" / hr_path.name)
-            sr = run(lr, scale)
+            sr, label = run(lr, scale)
             if sr.shape != hr.shape:
                 raise ValueError(
                     f"{model_ref}: output {sr.shape} for {hr_path} of shape {hr.shape}"
@@ -106,9 +220,21 @@ def evaluate_set(
                     **measure(sr, hr, scale, grey=stored_grey(hr_path), name=hr_path),
                 }
             )
-    table = pd.DataFrame(rows, columns=PER_IMAGE_COLUMNS)
-    write_tsv(table, out_tsv)
-    return table
+            done += w * h
+            elapsed = time.perf_counter() - started
+            bar.set_postfix_str(f"{i}/{len(hr_paths)} images", refresh=False)
+            bar.update(w * h)
+            log.info(
+                "%s: %s (%d/%d) on %s; %.0f s so far, about %.0f s left",
+                what,
+                hr_path.stem,
+                i,
+                len(hr_paths),
+                label,
+                elapsed,
+                elapsed / done * (total - done),
+            )
+    return pd.DataFrame(rows, columns=PER_IMAGE_COLUMNS)
 
 
 def measure(
@@ -134,14 +260,16 @@ def measure_files(sr_path: str | Path, hr_path: str | Path, scale: int) -> dict:
     )
 
 
-def check_sizes(hr_paths: list[Path], scale: int) -> None:
+def check_sizes(hr_paths: list[Path], scale: int) -> list[tuple[int, int]]:
     """Refuse, before any work, test images too small for SSIM once ``scale`` pixels per side
-    (the PSNR/SSIM border) are cropped, naming every such file and its size."""
+    (the PSNR/SSIM border) are cropped, naming every such file and its size. Returns each
+    image's (width, height), read from its header."""
     need = ssim_min_side(scale)
-    small = []
+    small, sizes = [], []
     for path in hr_paths:
         with Image.open(path) as img:
             w, h = img.size
+        sizes.append((w, h))
         if min(w, h) < need:
             small.append(f"{path} ({w}x{h})")
     if small:
@@ -149,6 +277,7 @@ def check_sizes(hr_paths: list[Path], scale: int) -> None:
             f"test image(s) too small for SSIM at x{scale}: {', '.join(small)}; both sides must "
             f"be at least {need} pixels (the 11x11 window plus a {scale}-pixel border per side)"
         )
+    return sizes
 
 
 def summarize(per_image: pd.DataFrame) -> pd.DataFrame:

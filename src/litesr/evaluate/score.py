@@ -136,10 +136,13 @@ def score_models(
     reference: Path | None = None,
     device: str = "auto",
     progress: bool = True,
+    backend: str = "auto",
+    threads: int | None = None,
 ) -> tuple[pd.DataFrame, list[str]]:
     """Score ``models`` on ``sets`` (see the module's docstring); write ``out/per_image.tsv``
     and ``out/mean.tsv``. Returns the means and one note per model absent at some scale.
-    Every model and set is checked before any image is run."""
+    Every model and set is checked before any image is run. ``backend`` and ``threads``: as
+    :func:`litesr.evaluate.run.evaluate_set` takes them."""
     from litesr.models.releases import import_weights, release_at
 
     scored = resolve_models(models, scales, reference)
@@ -188,6 +191,8 @@ def score_models(
                             set_name=set_,
                             device=device,
                             progress=progress,
+                            backend=backend,
+                            threads=threads,
                         )
                     )
     per_image = pd.concat(rows, ignore_index=True)[PER_IMAGE_COLUMNS]

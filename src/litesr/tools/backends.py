@@ -1,7 +1,7 @@
-"""Inference backends of ``litesr upscale``: torch, or onnxruntime on the model's ONNX export.
+"""Inference backends of ``litesr upscale`` and ``litesr evaluate``: torch, or onnxruntime.
 
 Both take the same N×3×H×W float32 input in [0, 1] and give the float32 output that
-``litesr.tools.upscale.to_uint8`` rounds. onnxruntime runs the graph of
+``litesr.tools.upscale.to_uint8`` rounds. onnxruntime runs the ONNX graph of
 :func:`litesr.tools.export.export_onnx`, made once per model file content and kept in the
 cache folder (:mod:`litesr.tools.cache`, kind ``onnx``); its output differs from torch's
 by float rounding: after rounding to uint8, by one level in a few values in 10^5 (the
@@ -10,18 +10,20 @@ export itself is refused when it differs by more than 1e-4 anywhere).
 **The measured rule** (``--backend auto``, the default, on CPU): onnxruntime is used for an
 image when
 
-- the run is large enough to pay for a first export (:data:`AUTO_MIN_PIXELS` LR pixels
-  in all; a small run never exports),
+- the run is large enough to pay for a first export and probe (:data:`AUTO_MIN_PIXELS`
+  LR pixels in all), or an earlier run already timed both backends on this model file at
+  this thread count (a small run never exports nor probes, it only reuses that timing),
 - onnxruntime was faster than torch on this model, at this thread count, on this CPU: both
   run a :data:`PROBE_HW` input, interleaved, once per model file (the timings are cached,
   kind ``speed``), and onnxruntime's median time must be below torch's,
 - and the image runs whole within the memory budget at onnxruntime's memory,
   :data:`ORT_MEMORY_RATIO` times torch's estimate (:mod:`litesr.tools.budget`).
 
-Anything else runs on torch, tiled runs too. A failed export or a missing onnxruntime
-falls back to torch, logged. ``--backend onnxruntime`` asks for it outright (tiles are then
-sized for its memory; EDSR's tiles equal its whole-image output byte for byte there too,
-tested); ``--backend torch`` never uses it.
+:meth:`Backends.pick` applies the rule to one image run whole (``litesr upscale`` and
+``litesr evaluate`` both call it). Anything else runs on torch, tiled runs too. A failed
+export or a missing onnxruntime falls back to torch, logged. ``--backend onnxruntime`` asks
+for it outright (tiles are then sized for its memory; EDSR's tiles equal its whole-image
+output byte for byte there too, tested); ``--backend torch`` never uses it.
 Precision never changes by the backend's choice: both are float32. ``--bf16`` (torch only,
 channels-last bfloat16) is the one lower-precision path, and only when asked for.
 """
@@ -39,6 +41,8 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from litesr.tools.budget import tile_for_memory
 
 log = logging.getLogger(__name__)
 
@@ -148,26 +152,37 @@ def measure_speed(model: nn.Module, ort: OrtForward, hw: tuple[int, int] = PROBE
     return {name: statistics.median(t[1:]) for name, t in times.items()}
 
 
-def ort_is_faster(model: nn.Module, ort: OrtForward, key: str, threads: int) -> dict[str, Any]:
-    """The speed probe of ``model`` (content SHA-256 ``key``) at ``threads`` threads, from
-    the cache or measured now: ``{"torch": s, "onnxruntime": s, "faster": bool}``."""
+def _speed_stamp() -> dict[str, Any]:
+    """What a cached speed probe depends on (onnxruntime must be importable)."""
     import onnxruntime
 
-    from litesr.tools import cache
-
-    stamp = {
+    return {
         "version": SPEED_VERSION,
         "torch": torch.__version__,
         "onnxruntime": onnxruntime.__version__,
         "cpu": cpu_name(),
         "probe": list(PROBE_HW),
     }
-    name = f"{key}-{threads}t.json"
-    found = cache.read_json("speed", name, stamp)
+
+
+def measured_speed(key: str, threads: int) -> dict[str, Any] | None:
+    """The cached speed probe of the model file with content SHA-256 ``key`` at ``threads``
+    threads, or None when no run measured it (onnxruntime must be importable)."""
+    from litesr.tools import cache
+
+    return cache.read_json("speed", f"{key}-{threads}t.json", _speed_stamp())
+
+
+def ort_is_faster(model: nn.Module, ort: OrtForward, key: str, threads: int) -> dict[str, Any]:
+    """The speed probe of ``model`` (content SHA-256 ``key``) at ``threads`` threads, from
+    the cache or measured now: ``{"torch": s, "onnxruntime": s, "faster": bool}``."""
+    from litesr.tools import cache
+
+    found = measured_speed(key, threads)
     if found is None:
         found = measure_speed(model, ort)
         found["faster"] = found["onnxruntime"] < found["torch"]
-        cache.write_json("speed", name, stamp, found)
+        cache.write_json("speed", f"{key}-{threads}t.json", _speed_stamp(), found)
         log.info(
             "speed probe (%d×%d LR, %d thread(s)): onnxruntime %.3f s, torch %.3f s",
             *PROBE_HW,
@@ -208,8 +223,8 @@ class Backends:
             choice == "auto"
             and not bf16
             and on_cpu
-            and work_pixels >= AUTO_MIN_PIXELS
             and onnxruntime_available()
+            and (work_pixels >= AUTO_MIN_PIXELS or measured_speed(key, threads) is not None)
         )
         self._ort: OrtForward | None = None
         self._faster: bool | None = None
@@ -245,3 +260,31 @@ class Backends:
                 found = ort_is_faster(self.model, ort, self.key, self.threads)
                 self._faster = bool(found["faster"])
         return self._faster
+
+    @property
+    def torch_label(self) -> str:
+        """The name of the torch forward, as the log gives it."""
+        return "torch" if self.torch is self.model else "torch, bfloat16"
+
+    def pick(self, hw: tuple[int, int], budget_mb: float | None) -> tuple[Forward, str]:
+        """The forward for an image of ``hw`` LR pixels run whole, and its name: onnxruntime
+        when asked for, or by the measured rule when it fits whole in ``budget_mb`` (None:
+        no limit) at :data:`ORT_MEMORY_RATIO` times torch's memory; torch otherwise."""
+        if self.choice == "onnxruntime":
+            return self.onnxruntime(), "onnxruntime"
+        if self.considered:
+            fits = budget_mb is None or fits_whole(self.model, budget_mb, hw, ORT_MEMORY_RATIO)
+            if fits and self.ort_faster():
+                ort = self.onnxruntime()
+                if ort is not None:
+                    return ort, "onnxruntime"
+        return self.torch, self.torch_label
+
+
+def fits_whole(model: nn.Module, budget_mb: float, hw: tuple[int, int], ratio: float) -> bool:
+    """Whether an image of ``hw`` runs whole in ``budget_mb`` at ``ratio`` times torch's
+    memory estimate."""
+    try:
+        return tile_for_memory(model, budget_mb, image_hw=hw, memory_ratio=ratio) >= max(hw)
+    except ValueError:  # not even a tile fits, or (non-local models) no tiling at all
+        return False

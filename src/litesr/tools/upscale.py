@@ -17,9 +17,10 @@ same, byte for byte; VDSR's may differ by one level in a few values in 10^5 (see
 unless ``--approximate`` is given.
 
 **Backends** (``--backend``, :mod:`litesr.tools.backends`). On torch a whole image is run
-exactly as ``litesr evaluate`` runs it. On CPU, large runs of images that fit whole at
-onnxruntime's memory use onnxruntime when it was measured faster for the model (the
-default, ``auto``): its PNG may differ from torch's by one level in a few values in 10^5.
+exactly as ``litesr evaluate`` runs it there. On CPU, images that fit whole at
+onnxruntime's memory use onnxruntime when it was measured faster for the model, measured
+by a large run or an earlier one (the default, ``auto``): its PNG may differ from torch's
+by one level in a few values in 10^5.
 The log names the backend of every image. ``--bf16`` (channels-last bfloat16 on torch) is
 lower precision and never chosen by itself.
 
@@ -357,24 +358,9 @@ def _plan(
                 memory_ratio=ratio,
             )
     whole = size is None or size >= max(hw)
-    if ort_asked:
-        return size, backends.onnxruntime(), "onnxruntime"
-    if tile is None and whole and backends.considered:
-        fits = budget_mb is None or _fits_whole(model, budget_mb, hw, ORT_MEMORY_RATIO)
-        if fits and backends.ort_faster():
-            ort = backends.onnxruntime()
-            if ort is not None:
-                return size, ort, "onnxruntime"
-    return size, backends.torch, "torch, bfloat16" if backends.torch is not model else "torch"
-
-
-def _fits_whole(model: nn.Module, budget_mb: float, hw: tuple[int, int], ratio: float) -> bool:
-    """Whether an image of ``hw`` runs whole in ``budget_mb`` at ``ratio`` times torch's
-    memory estimate."""
-    try:
-        return tile_for_memory(model, budget_mb, image_hw=hw, memory_ratio=ratio) >= max(hw)
-    except ValueError:  # not even a tile fits, or (non-local models) no tiling at all
-        return False
+    if ort_asked or (tile is None and whole):
+        return size, *backends.pick(hw, budget_mb)
+    return size, backends.torch, backends.torch_label
 
 
 def check_not_inputs(targets: list[Path], sources: list[Path]) -> None:
