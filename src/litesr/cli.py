@@ -319,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     # OpenMP threads that wait sleep at once instead of spinning; libgomp reads this when
     # torch is first imported, after this line. Spinning threads took the cores of busy
     # neighbours: beside one busy process, 2 threads ran 2-4 times slower than 1, and burnt
-    # 4 times the CPU time (benchmarks/measured/threads_cpu.txt). A value already set is kept.
+    # 4 times the CPU time (benchmarks/bench_threads.py measures it). A value set is kept.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     quiet = argparse.ArgumentParser(add_help=False)
     quiet.add_argument("-q", "--quiet", action="store_true")

@@ -30,6 +30,7 @@ channels-last bfloat16) is the one lower-precision path, and only when asked for
 
 from __future__ import annotations
 
+import copy
 import logging
 import platform
 import statistics
@@ -126,12 +127,13 @@ class OrtForward:
 
 
 def bf16_forward(model: nn.Module) -> Forward:
-    """``model`` in channels-last bfloat16 (converted in place), taking and giving float32:
-    lower precision, only ever asked for explicitly."""
-    model.to(dtype=torch.bfloat16, memory_format=torch.channels_last)
+    """A copy of ``model`` in channels-last bfloat16, taking and giving float32: lower
+    precision, only ever asked for explicitly (``model`` itself is left as it is, for the
+    locality analysis)."""
+    low = copy.deepcopy(model).to(dtype=torch.bfloat16, memory_format=torch.channels_last)
 
     def forward(x: Tensor) -> Tensor:
-        return model(x.to(torch.bfloat16).contiguous(memory_format=torch.channels_last)).float()
+        return low(x.to(torch.bfloat16).contiguous(memory_format=torch.channels_last)).float()
 
     return forward
 
