@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 DEVICES = ("cpu", "cuda", "auto")
@@ -16,3 +18,11 @@ def resolve_device(device: str) -> torch.device:
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device 'cuda' requested but CUDA is not available; use cpu or auto")
     return torch.device(device)
+
+
+def full_precision(device: torch.device) -> contextlib.AbstractContextManager:
+    """A region that runs at its inputs' precision even inside a training step's autocast;
+    nothing on devices autocast does not know (``meta``, used to probe input sizes)."""
+    if device.type in ("cpu", "cuda"):
+        return torch.autocast(device.type, enabled=False)
+    return contextlib.nullcontext()

@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from litesr.device import full_precision
+
 # BT.601 with everything in [0, 1]: ycbcr = RGB_TO_YCBCR @ rgb + YCBCR_OFFSET.
 RGB_TO_YCBCR = (
     np.array([[65.481, 128.553, 24.966], [-37.797, -74.203, 112.0], [112.0, -93.786, -18.214]])
@@ -30,7 +32,7 @@ def rgb_to_y(img: np.ndarray) -> np.ndarray:
 
 def _transform(x: Tensor, matrix: np.ndarray) -> Tensor:
     # At the input's precision even under autocast: a bf16 training step's targets stay fp32.
-    with torch.autocast(x.device.type, enabled=False):
+    with full_precision(x.device):
         m = torch.as_tensor(matrix, dtype=x.dtype, device=x.device)
         return torch.einsum("ij,njhw->nihw", m, x)
 

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from litesr.data.resize import interp_matrix
+from litesr.device import full_precision
 
 
 @lru_cache(maxsize=64)
@@ -26,5 +27,5 @@ def upsample_bicubic(x: Tensor, scale: int) -> Tensor:
     its precision even under autocast (a bf16 training step's bicubic input stays fp32)."""
     rows = bicubic_matrix(x.shape[-2], scale, x.device, x.dtype)
     cols = bicubic_matrix(x.shape[-1], scale, x.device, x.dtype)
-    with torch.autocast(x.device.type, enabled=False):
+    with full_precision(x.device):
         return rows @ x @ cols.T

@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from litesr.device import full_precision
 from litesr.methods.drc.dual import DualNet, DualTask
 from litesr.train.patches import PatchSampler
 
@@ -137,7 +138,7 @@ class SearchTask(DualTask):
             else:
                 weights = torch.softmax(alpha if self._live_alpha else alpha.detach(), 0)
             # fp32 under bf16 autocast: α's gradient is a small difference of these sums.
-            with torch.autocast(masks.device.type, enabled=False):
+            with full_precision(masks.device):
                 mix = weights @ masks
             return (inputs[0] * mix.view(1, -1, 1, 1), *inputs[1:])
 
