@@ -57,7 +57,22 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
+# One case of each kind of check runs by default (schema, recipe, method section, set names,
+# paths, cross-checks); the rest, each a Snakemake start of about 15 s, with the slow tests.
+DEFAULT_CASES = {
+    "checkpoint_every zero",
+    "unknown arch argument",
+    "ail teacher unknown",
+    "set named dotdot",
+    "absolute download_root",
+    "train set also a test set",
+}
+
+
+@pytest.mark.parametrize(
+    "case",
+    [c if c in DEFAULT_CASES else pytest.param(c, marks=pytest.mark.slow) for c in sorted(CASES)],
+)
 def test_a_bad_config_fails_at_parse_time_naming_the_key(case, tmp_path):
     change, named = CASES[case]
     cfg = copy.deepcopy(DEFAULT)

@@ -4,6 +4,7 @@ real end-to-end run of the embedded default down to reports/all.pdf."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -17,7 +18,15 @@ from conftest import REPO
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 CONFIGS = sorted((REPO / "config").glob("*.yaml"))
 # benchmarks/measured: tables a config may draw figures from (memsr_cpu.yaml's memory table).
-WORKFLOW_FILES = ("Snakefile", "workflow", "config", "notebooks", "envs", "src", "benchmarks/measured")
+WORKFLOW_FILES = (
+    "Snakefile",
+    "workflow",
+    "config",
+    "notebooks",
+    "envs",
+    "src",
+    "benchmarks/measured",
+)
 
 
 def snakemake(
@@ -55,7 +64,19 @@ def test_lint_is_clean():
     assert "Congratulations" in result.stdout, result.stdout
 
 
-@pytest.mark.parametrize("config", [c.name for c in CONFIGS if c.name != "schema.yaml"])
+# Paper-scale configs and variants of a CPU config dry-run with the slow tests (CI runs
+# them too), keeping the default run short; every other config dry-runs by default.
+SLOW_DRY_RUNS = re.compile(r"_gpu|paper|_w8|drc_dual")
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        pytest.param(c.name, marks=pytest.mark.slow) if SLOW_DRY_RUNS.search(c.name) else c.name
+        for c in CONFIGS
+        if c.name != "schema.yaml"
+    ],
+)
 def test_every_config_dry_runs_to_the_report(config, tmp_path):
     """A config that imports the authors' weights names their files as inputs, so its copy
     needs ../shared beside it (folder sets without their folder still dry-run)."""
