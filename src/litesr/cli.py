@@ -191,7 +191,7 @@ def cmd_report(a: argparse.Namespace) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    from litesr.tools.backends import BACKENDS  # imports torch: after main's OMP settings
+    from litesr.tools.backends import add_backend_options  # imports torch: after OMP settings
 
     p = argparse.ArgumentParser(prog="litesr", description=__doc__.splitlines()[0])
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
@@ -258,19 +258,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--data", type=Path, help="with --model: a prepared set (HR/, LR/)")
     s.add_argument("--set", help="with --model: the set's name in the TSV")
     s.add_argument("--save-dir", type=Path, default=None, help="also write the SR PNGs here")
-    s.add_argument(
-        "--backend",
-        default="auto",
-        choices=BACKENDS,
-        help="auto (default): onnxruntime where litesr upscale's measured rule picks it, "
-        "else torch; both float32, the PSNR within 0.001 dB (see litesr.evaluate.run)",
-    )
-    s.add_argument(
-        "--threads",
-        type=int,
-        metavar="N",
-        help="intra-op threads of torch and onnxruntime (default: torch's, which follows "
-        "OMP_NUM_THREADS)",
+    add_backend_options(
+        s,
+        "auto (default): onnxruntime where litesr upscale's measured rule picks it, else "
+        "torch; both float32, the PSNR within 0.001 dB (see litesr.evaluate.run)",
     )
     s.set_defaults(func=cmd_evaluate)
 

@@ -30,6 +30,7 @@ channels-last bfloat16) is the one lower-precision path, and only when asked for
 
 from __future__ import annotations
 
+import argparse
 import copy
 import logging
 import platform
@@ -48,6 +49,21 @@ from litesr.tools.budget import tile_for_memory
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "torch", "onnxruntime")
+
+
+def add_backend_options(parser: argparse.ArgumentParser, auto: str) -> None:
+    """``--backend`` (``auto`` described by ``auto``) and ``--threads``, as ``litesr upscale``
+    and ``litesr evaluate`` take them."""
+    parser.add_argument("--backend", default="auto", choices=BACKENDS, help=auto)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="intra-op threads of torch and onnxruntime (default: torch's, which follows "
+        "OMP_NUM_THREADS)",
+    )
+
+
 # onnxruntime's peak working memory over torch's, whole images, 1 thread (peak RSS above
 # the baseline, fresh processes): DIPNet ×4 1.16 / 1.34 / 1.36 at 0.08 / 0.33 / 0.75 LR
 # megapixels; EDSR 8×32, VDSR 13×20 and SPAN ×4 0.85-0.90 at 0.08. The largest, rounded up.

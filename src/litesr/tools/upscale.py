@@ -57,7 +57,13 @@ from torch import Tensor, nn
 from litesr.atomic import atomic_path, remove_stale_temporaries
 from litesr.data.images import read_image
 from litesr.device import DEVICES, resolve_device
-from litesr.tools.backends import BACKENDS, ORT_MEMORY_RATIO, Backends, Forward
+from litesr.tools.backends import (
+    BACKENDS,
+    ORT_MEMORY_RATIO,
+    Backends,
+    Forward,
+    add_backend_options,
+)
 from litesr.tools.budget import tile_for_memory
 from litesr.tools.locality import NonLocalModelError, analyse, arch_name, cache_by_file
 from litesr.tools.tiles import iter_tiles
@@ -524,19 +530,10 @@ def add_parser(sub) -> None:
         action="store_true",
         help="tile networks that are not local (RLFN) anyway, with a wide overlap",
     )
-    s.add_argument(
-        "--backend",
-        default="auto",
-        choices=BACKENDS,
-        help="auto (default): onnxruntime where it was measured faster for the model and "
-        "the image fits whole at its memory, else torch; both float32",
-    )
-    s.add_argument(
-        "--threads",
-        type=int,
-        metavar="N",
-        help="intra-op threads of torch and onnxruntime (default: torch's, which follows "
-        "OMP_NUM_THREADS)",
+    add_backend_options(
+        s,
+        "auto (default): onnxruntime where it was measured faster for the model and the image "
+        "fits whole at its memory, else torch; both float32",
     )
     s.add_argument(
         "--png-level",

@@ -14,6 +14,11 @@ from litesr.models.store import load_model
 from litesr.tsv import write_tsv
 
 
+def _log_source(log: Path, weights: Path, **row: str) -> None:
+    """The step's log: one row naming where the model came from, with the file's SHA-256."""
+    write_tsv(pd.DataFrame([{**row, "sha256": file_sha256(weights)}]), log, float_format=None)
+
+
 def import_release(
     *,
     release: str,
@@ -32,13 +37,7 @@ def import_release(
     if weights.name != rel.file:
         raise ValueError(f"{weights}: release {release!r} at ×{scale} is the file {rel.file}")
     import_weights(rel.name, weights.parent, scale, out)
-    write_tsv(
-        pd.DataFrame(
-            [{"release": rel.name, "source": str(weights), "sha256": file_sha256(weights)}]
-        ),
-        log,
-        float_format=None,
-    )
+    _log_source(log, weights, release=rel.name, source=str(weights))
     return Path(out)
 
 
@@ -61,9 +60,5 @@ def copy_file(
         raise ValueError(f"{weights}: the model is ×{int(model.scale)}, not ×{scale}")
     with atomic_path(out) as tmp:
         shutil.copyfile(weights, tmp)
-    write_tsv(
-        pd.DataFrame([{"file": str(weights), "sha256": file_sha256(weights)}]),
-        log,
-        float_format=None,
-    )
+    _log_source(log, weights, file=str(weights))
     return Path(out)
