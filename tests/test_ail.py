@@ -540,3 +540,78 @@ def test_ail_table_averages_seeds_and_shows_their_spread():
     assert table.loc["w13 ail, seed spread (max − min)", "Set5 ×4"] == "0.10 dB"
     assert table.loc["w13 gain ail−plain", "Set5 ×4"] == "+0.25 dB"
     assert table.loc["w13 gain ail−pretrained", "Set5 ×4"] == "+0.45 dB"
+
+
+def test_ladder_trains_longer_rounds_of_the_same_students_on_the_same_patch_sets():
+    ladder = [{"steps": 9, "seeds": [7]}, {"steps": 30}]
+    recipe = {**ROUND, "milestones": [1, 2], "checkpoint_every": 1}
+    config = paper_config(
+        seeds=[0, 7], ladder=ladder, variants=["plain", "ail", "noteacher"], round=recipe
+    )
+    plan = ail_plan(config["methods"]["ail"], config, PATHS)
+    made = {m.name: m for m in plan.made}
+    rung = made["ail-w13-ail-r9-s7"]
+    assert rung.params["recipe"] == {
+        **made["ail-w13-ail-s7"].params["recipe"],
+        "steps": 9,
+        "milestones": [3, 6],
+        "checkpoint_every": 3,
+    }
+    assert rung.params["patches"] == made["ail-w13-ail-s7"].params["patches"]
+    assert {"ail-w13-plain-r30", "ail-w13-plain-r30-s7", "ail-w13-ail-r30"} <= set(made)
+    assert not any("noteacher-r" in name for name in made)  # the ladder compares ail and plain
+    ladder_models = {n for n in made if "-r" in n}
+    for item in (plan.tables[0], next(f for f in plan.figures if f.name == "ail_width")):
+        assert set(item.params["exclude"]) == ladder_models
+    figure = next(f for f in plan.figures if f.name == "ail_ladder")
+    assert [steps for steps, _ in figure.params["rungs"]] == [3, 9, 30]
+    assert figure.params["rungs"][1][1] == {
+        "plain": ["ail-w13-plain-r9-s7"],
+        "ail": ["ail-w13-ail-r9-s7"],
+    }
+    assert plan.roles["ail"] == ["ail-w13-ail", "ail-w13-ail-s7"]  # claims: the base rung only
+
+
+@pytest.mark.parametrize(
+    ("ladder", "message"),
+    [
+        ([{"steps": 3}], "ail.ladder: 3 steps per round is already a rung"),
+        ([{"steps": 9, "seeds": [5]}], r"ail.ladder: seeds \[5\] must be among ail.seeds"),
+    ],
+)
+def test_ladder_errors_name_the_key(ladder, message):
+    config = paper_config(ladder=ladder)
+    with pytest.raises(ValueError, match=message):
+        ail_plan(config["methods"]["ail"], config, PATHS)
+
+
+def test_ladder_table_and_figure_show_both_gains_per_rung(tmp_path):
+    from litesr.methods.ail.report import ladder_figure, ladder_table
+
+    psnr = {
+        "start": 30.0,
+        "p": 29.8,
+        "a": 29.9,
+        "p9": 30.0,
+        "a9": 30.3,
+        "p9s": 30.1,
+        "a9s": 30.2,
+        "authors-ail_vdsr13_plain": 30.76,
+        "authors-ail_vdsr13_ail": 31.01,
+    }
+    summary = pd.DataFrame(
+        {"model": list(psnr), "set": "Set5", "scale": 4, "psnr_y": list(psnr.values())}
+    )
+    rungs = [
+        [3, {"plain": ["p"], "ail": ["a"]}],
+        [9, {"plain": ["p9", "p9s"], "ail": ["a9", "a9s"]}],
+    ]
+    table = ladder_table(summary, None, None, rungs, "start")
+    assert table.loc["3 steps/round, 1 seed", "Set5 ×4: AIL − start"] == "-0.10"
+    assert table.loc["3 steps/round, 1 seed", "Set5 ×4: AIL − plain (spread)"] == "+0.10"
+    assert table.loc["9 steps/round, 2 seeds", "Set5 ×4: AIL − start"] == "+0.25"
+    assert table.loc["9 steps/round, 2 seeds", "Set5 ×4: AIL − plain (spread)"] == "+0.20 (0.20)"
+    assert table.loc["authors' AIL − start (50 epochs/round)", "Set5 ×4: AIL − start"] == "+0.25"
+    path = tmp_path / "summary.tsv"
+    summary.to_csv(path, sep="\t", index=False)
+    assert ladder_figure(str(path), rungs, "start", str(tmp_path / "ladder.png")).stat().st_size

@@ -12,7 +12,9 @@ patch set when ``patches`` is given (the teacher's outputs then computed once pe
   (the authors' code has no such variant; the constant is our choice).
 
 With ``seeds``, every variant is trained once per seed (each seed on its own patch set); the
-table and the scorecard average over the seeds and show their spread.
+table and the scorecard average over the seeds and show their spread. With ``ladder``, the
+plain and AIL students of the figures' width are also trained with more steps per round
+(``ail-w<W>-<variant>-r<steps>``), to show how both gains move with the budget.
 
 Schedule in the authors' code: 10 rounds × 50 epochs, SGD (momentum 0.9, weight decay
 1e-4), lr 0.1 ÷ 10 every 10 epochs and reset each round, gradient-norm clip 0.4.
@@ -64,6 +66,18 @@ def vdsr_args(config: dict[str, Any], key: str, name: str) -> dict[str, Any]:
     return {"width": 64, "depth": 20, **found[1]}  # VDSR's defaults, then the model's args
 
 
+def scaled_round(recipe: dict[str, Any], steps: int) -> dict[str, Any]:
+    """The round ``recipe`` stretched to ``steps`` steps: its milestones and checkpoint
+    interval scaled alike, so that every rung divides the rate at the same fractions."""
+    factor = steps / recipe["steps"]
+    scaled = {**recipe, "steps": steps}
+    if "milestones" in recipe:
+        scaled["milestones"] = [round(m * factor) for m in recipe["milestones"]]
+    if "checkpoint_every" in recipe:
+        scaled["checkpoint_every"] = max(1, round(recipe["checkpoint_every"] * factor))
+    return scaled
+
+
 def plan(section: dict[str, Any], config: dict[str, Any], paths: Paths) -> Plan:
     """Pre-trained students (unless ``start`` names one), the variants' rounds, the figures
     and the table."""
@@ -111,28 +125,52 @@ def plan(section: dict[str, Any], config: dict[str, Any], paths: Paths) -> Plan:
         """The students of every seed; the first seed's keeps the plain name."""
         return [student(width, variant, s if i else None) for i, s in enumerate(seeds)]
 
-    made = [
-        MadeModel(
-            name=names(w, v)[i],
+    def rounds_model(name: str, width: int, variant: str, i: int, recipe: dict) -> MadeModel:
+        """The rounds of one variant, trained with ``seeds[i]`` on the i-th patch set."""
+        return MadeModel(
+            name=name,
             step="rounds",
             inputs={
-                "init": start or student(w, "pretrain"),
+                "init": start or student(width, "pretrain"),
                 "data": "@train",
-                **({"teacher": teacher} if v == "ail" else {}),
+                **({"teacher": teacher} if variant == "ail" else {}),
             },
             params={
-                "variant": v,
+                "variant": variant,
                 "rounds": rounds,
-                "recipe": {"seed": seed, **section["round"]},
+                "recipe": {"seed": seeds[i], **recipe},
                 "importance": section.get("importance", {}),
-                "size": w,
+                "size": width,
                 **({"patches": {**patches, "seed": patches.get("seed", 0) + i}} if patches else {}),
             },
         )
+
+    made = [
+        rounds_model(names(w, v)[i], w, v, i, section["round"])
         for w in widths
         for v in variants
-        for i, seed in enumerate(seeds)
+        for i in range(len(seeds))
     ]
+    compared = [v for v in ("plain", "ail") if v in variants]
+    rungs = {section["round"]["steps"]: {v: names(width0, v) for v in compared}}
+    for rung in section.get("ladder", []):
+        steps, picked = rung["steps"], rung.get("seeds", seeds)
+        if steps in rungs:
+            raise ValueError(f"ail.ladder: {steps} steps per round is already a rung")
+        if not set(picked) <= set(seeds):
+            raise ValueError(f"ail.ladder: seeds {picked} must be among ail.seeds {seeds}")
+        indices = sorted(seeds.index(s) for s in picked)
+        rungs[steps] = {
+            v: [f"{student(width0, v)}-r{steps}" + (f"-s{seeds[i]}" if i else "") for i in indices]
+            for v in compared
+        }
+        recipe = scaled_round(section["round"], steps)
+        made += [
+            rounds_model(name, width0, v, i, recipe)
+            for v in compared
+            for name, i in zip(rungs[steps][v], indices, strict=True)
+        ]
+    on_ladder = [m for rung in list(rungs.values())[1:] for group in rung.values() for m in group]
     maps_student = student(width0, "ail")
     figures = [
         Figure(
@@ -170,7 +208,7 @@ def plan(section: dict[str, Any], config: dict[str, Any], paths: Paths) -> Plan:
             title="AIL: PSNR against student size",
             kind="width",
             files={"summary": paths.summary, "cost": paths.cost, "catalog": paths.catalog},
-            params={"teacher": teacher},
+            params={"teacher": teacher, **({"exclude": on_ladder} if on_ladder else {})},
             caption="PSNR of each variant against student parameters; the dashed line is the "
             "teacher, the dotted one marks 25 % of its parameters.",
         ),
@@ -179,13 +217,45 @@ def plan(section: dict[str, Any], config: dict[str, Any], paths: Paths) -> Plan:
         Table(
             title="AIL: teacher, plain and AIL students",
             kind="table",
-            params={"teacher": teacher, **({"start": start} if start else {})},
+            params={
+                "teacher": teacher,
+                **({"start": start} if start else {}),
+                **({"exclude": on_ladder} if on_ladder else {}),
+            },
             caption="Plain and AIL students trained from the pre-trained one at equal budget. "
             "Gain AIL − pretrained is the authors' protocol (it includes the extra training of "
             "the rounds); gain AIL − plain is ours, at equal budget (stricter). Where the "
             "authors' students are imported, their own AIL − pretrained gain is shown too.",
         )
     ]
+    if on_ladder:
+        ladder = {
+            "rungs": [[steps, groups] for steps, groups in rungs.items()],
+            "start": start or student(width0, "pretrain"),
+        }
+        figures.append(
+            Figure(
+                name="ail_ladder",
+                title="AIL: gains against steps per round",
+                kind="ladder",
+                files={"summary": paths.summary},
+                params=ladder,
+                caption="Gain of the AIL student over its start (the authors' protocol) and over "
+                "plain rounds at equal budget, against the steps of each of the rounds; dots are "
+                "seeds, lines their means. The dashed line is the authors' own AIL − start, "
+                "measured on their released weights where they are imported.",
+            )
+        )
+        tables.append(
+            Table(
+                title="AIL: the budget ladder",
+                kind="ladder",
+                params=ladder,
+                caption="Each rung trains the same rounds from the same start with more steps "
+                "per round (milestones scaled alike). Gains are means over the rung's seeds, in "
+                "dB; spread is the largest minus the smallest AIL − plain over seeds.",
+            )
+        )
     roles = {v: names(width0, v) for v in variants}
     roles |= {"pretrain": [start or student(width0, "pretrain")], "teacher": [teacher]}
     teacher_width = vdsr_args(config, "ail.teacher", teacher)["width"]
@@ -203,7 +273,11 @@ METHOD = Method(
         "importance": "litesr.methods.ail.report:importance_maps",
         "rounds": "litesr.methods.ail.report:round_curves",
         "width": "litesr.methods.ail.report:width_figure",
+        "ladder": "litesr.methods.ail.report:ladder_figure",
     },
-    tables={"table": "litesr.methods.ail.report:ail_table"},
+    tables={
+        "table": "litesr.methods.ail.report:ail_table",
+        "ladder": "litesr.methods.ail.report:ladder_table",
+    },
     claims=Path(__file__).with_name("claims.yaml"),
 )

@@ -130,10 +130,14 @@ def ail_rows(
     )
 
 
-def width_figure(summary: str, cost: str, catalog: str, teacher: str, out: str) -> Path:
+def width_figure(
+    summary: str, cost: str, catalog: str, teacher: str, out: str, exclude: list[str] = ()
+) -> Path:
     """PSNR against student parameters per variant; the teacher as a dashed line and the
-    "25 % of the parameters" mark as a dotted one. The x ticks are the students' sizes."""
+    "25 % of the parameters" mark as a dotted one. The x ticks are the students' sizes.
+    ``exclude``: models left out (the budget ladder's)."""
     rows = ail_rows(*(pd.read_csv(p, sep="\t") for p in (summary, cost, catalog)), teacher)
+    rows = rows[~rows.model.isin(exclude)]
     students = rows[~rows.variant.isin(["teacher", "pretrain"])]
     order = [v for v in COLORS if v in set(students.variant)]
     grid = sns.relplot(
@@ -191,12 +195,15 @@ def ail_table(
     catalog: pd.DataFrame,
     teacher: str,
     start: str | None = None,
+    exclude: list[str] = (),
 ) -> pd.DataFrame:
     """Rows: teacher, then each width's variants and two gains, AIL − pretrained (the
     authors' protocol) and AIL − plain (equal budget); then, when the authors' width-13
     students are in ``summary``, their AIL student and their own AIL − pretrained gain.
-    Columns: params, MACs and PSNR / SSIM per set and scale."""
+    Columns: params, MACs and PSNR / SSIM per set and scale. ``exclude``: models left out
+    (the budget ladder's, which have their own table)."""
     rows = ail_rows(summary, cost, catalog, teacher, start)
+    rows = rows[~rows.model.isin(exclude)]
     measured = summary.merge(
         cost[["model", "scale", "params", "macs_720p_G"]], on=["model", "scale"], how="left"
     )
@@ -250,3 +257,116 @@ def ail_table(
         out[f"authors' ail: {AUTHORS_AIL}"] = row([AUTHORS_AIL])
         out["authors' gain ail−pretrained"] = gain([AUTHORS_AIL], [AUTHORS_PLAIN])
     return pd.DataFrame.from_dict(out, orient="index").fillna("")
+
+
+def ladder_gains(summary: pd.DataFrame, rungs: list, start: str) -> pd.DataFrame:
+    """Per rung (steps per round), seed, set and scale: AIL − start and AIL − plain (the plain
+    student of the same seed) in dB. ``rungs``: ``[steps, {variant: [model per seed]}]``."""
+    psnr = summary.pivot_table(index="model", columns=["set", "scale"], values="psnr_y")
+    rows = []
+    for steps, groups in rungs:
+        for i, ail in enumerate(groups["ail"]):
+            if ail not in psnr.index:
+                continue
+            gains = {"AIL − start": psnr.loc[ail] - psnr.loc[start]}
+            if "plain" in groups and groups["plain"][i] in psnr.index:
+                gains["AIL − plain"] = psnr.loc[ail] - psnr.loc[groups["plain"][i]]
+            for gain, values in gains.items():
+                for (set_name, scale), value in values.dropna().items():
+                    rows.append((steps, i, set_name, scale, gain, value))
+    return pd.DataFrame(rows, columns=["steps", "seed", "set", "scale", "gain", "dB"])
+
+
+def authors_gain(summary: pd.DataFrame) -> pd.Series:
+    """The authors' AIL − start per (set, scale), from their imported students (may be empty)."""
+    psnr = summary.pivot_table(index="model", columns=["set", "scale"], values="psnr_y")
+    if not {AUTHORS_AIL, AUTHORS_PLAIN} <= set(psnr.index):
+        return pd.Series(dtype=float)
+    return (psnr.loc[AUTHORS_AIL] - psnr.loc[AUTHORS_PLAIN]).dropna()
+
+
+def ladder_table(
+    summary: pd.DataFrame, cost: pd.DataFrame, catalog: pd.DataFrame, rungs: list, start: str
+) -> pd.DataFrame:
+    """One row per rung: its seeds, then per set and scale the mean AIL − start, the mean
+    AIL − plain and the seed spread of AIL − plain; a last row with the authors' gain."""
+    gains = ladder_gains(summary, rungs, start)
+    table = gains.groupby(["steps", "set", "scale", "gain"])["dB"].mean().unstack(["set", "scale"])
+    out: dict[str, dict[str, str]] = {}
+    for steps, _groups in rungs:
+        if steps not in table.index.get_level_values(0):
+            continue
+        seeds = gains[gains.steps == steps].seed.nunique()
+        row: dict[str, str] = {}
+        for (set_name, scale), by_gain in table.loc[steps].items():
+            column = f"{set_name} ×{scale}"
+            picked = gains[
+                (gains.steps == steps) & (gains.set == set_name) & (gains.scale == scale)
+            ]
+            plain = picked[picked.gain == "AIL − plain"]["dB"]
+            row[f"{column}: AIL − start"] = f"{by_gain.get('AIL − start', np.nan):+.2f}"
+            if len(plain):
+                spread = f" ({plain.max() - plain.min():.2f})" if len(plain) > 1 else ""
+                row[f"{column}: AIL − plain (spread)"] = f"{plain.mean():+.2f}{spread}"
+        out[f"{steps} steps/round, {seeds} seed{'s' if seeds > 1 else ''}"] = row
+    theirs = authors_gain(summary)
+    if len(theirs):
+        out["authors' AIL − start (50 epochs/round)"] = {
+            f"{s} ×{k}: AIL − start": f"{v:+.2f}" for (s, k), v in theirs.items()
+        }
+    return pd.DataFrame.from_dict(out, orient="index").fillna("")
+
+
+def ladder_figure(summary: str, rungs: list, start: str, out: str) -> Path:
+    """Both gains against steps per round (log axis), one panel per set and scale: seeds as
+    dots, their mean as a line; the authors' AIL − start as a dashed line."""
+    table = pd.read_csv(summary, sep="\t")
+    gains = ladder_gains(table, rungs, start)
+    theirs = authors_gain(table)
+    grid = sns.relplot(
+        data=gains,
+        x="steps",
+        y="dB",
+        hue="gain",
+        col="set",
+        row="scale",
+        kind="line",
+        marker="o",
+        errorbar=None,
+        height=2.6,
+        aspect=1.2,
+        facet_kws={"sharey": False, "legend_out": False},
+    )
+    for (scale, set_name), ax in grid.axes_dict.items():
+        cell = gains[(gains.set == set_name) & (gains.scale == scale)]
+        ax.scatter(cell.steps, cell.dB, color="grey", s=10, zorder=3, label="one seed")
+        ax.axhline(0, color="black", linewidth=0.8)
+        if (set_name, scale) in theirs.index:
+            ax.axhline(
+                theirs[(set_name, scale)],
+                color="tab:red",
+                linestyle="--",
+                label="authors' AIL − start",
+            )
+        ax.set_xscale("log")
+        steps = sorted(gains.steps.unique())
+        ax.xaxis.set_major_locator(ticker.FixedLocator(steps))
+        ax.xaxis.set_major_formatter(ticker.FixedFormatter([f"{s:,}" for s in steps]))
+        ax.xaxis.set_minor_locator(ticker.NullLocator())
+        ax.tick_params(labelsize=7)
+    grid.set_axis_labels("steps per round", "gain (dB)", fontsize=8)
+    grid.set_titles("{col_name} ×{row_name}", size=8)
+    handles, labels = grid.axes.flat[0].get_legend_handles_labels()
+    if grid.legend is not None:
+        grid.legend.remove()
+    grid.figure.legend(
+        handles,
+        labels,
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0.0),
+        ncol=len(labels),
+        fontsize=7,
+        frameon=False,
+    )
+    grid.figure.suptitle("AIL's gains as the rounds get longer", y=1.04, size=9)
+    return save(grid.figure, out)
