@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from litesr.launch import asked_gpus, hold_gpus, job_resources, job_spec
+from litesr.launch import asked_gpus, hold_gpus, job_resources, job_spec, trains
 
 # Claims ``argv[1]`` of the cards ``argv[2]``, prints them and CUDA_VISIBLE_DEVICES, then
 # replaces itself with a process that waits for its stdin to close: the cards stay held.
@@ -115,3 +115,9 @@ def test_rules_ask_for_the_gpus_of_their_recipes(tmp_path):
         assert "gpu=2" in jobs[job] and '"gpus": 2' in jobs[job], jobs[job]
     for job in (("train", "teacher"), ("evaluate", "teacher")):
         assert "gpu=1" in jobs[job] and '"gpus"' not in jobs[job], jobs[job]
+
+
+def test_a_step_trains_when_its_params_hold_a_recipe():
+    assert trains({"prune": {"finetune": {"steps": 10}}, "ratio": 0.3})
+    assert trains({"recipes": [{"lr": 1e-3}, {"steps": 1}]})
+    assert not trains({"variant": "reparam", "source": {"release": "dipnet"}, "sizes": [1, 2]})

@@ -11,6 +11,8 @@ import yaml
 from conftest import REPO
 from test_workflow import CONFIGS
 
+from litesr import launch
+
 spec = importlib.util.spec_from_file_location("run_plan", REPO / "benchmarks" / "run_plan.py")
 run_plan = sys.modules["run_plan"] = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(run_plan)
@@ -63,7 +65,13 @@ def test_the_plan_of_a_small_config(tmp_path, times):
 
     _, plan = run_plan.read_config(path)
     assert set(table.job) == {f"{m} ×4" for m in [*plan.trained, *plan.made]}
-    assert (table.sbatch == "--gpus=1 --cpus-per-task=2 --mem 5000 -t 90").all()
+    trains = table.job.str.removesuffix(" ×4").map(
+        lambda m: m in plan.trained or launch.trains(plan.made[m][1].params)
+    )
+    assert (table.sbatch[trains] == "--gpus=1 --cpus-per-task=2 --mem 5000 -t 90").all()
+    # steps that train nothing (merges, conversions) ask for 4 GB and an hour, not the training's
+    assert (~trains).any() and table.stage[~trains].str.endswith("no training").all()
+    assert (table.sbatch[~trains] == "--gpus=1 --cpus-per-task=2 --mem 4000 -t 60").all()
     for name, model in plan.trained.items():
         assert table[table.job == f"{name} ×4"].steps.tolist() == [model.train["steps"]]
     ail = table[table.job == "ail-w8-ail ×4"]
@@ -93,5 +101,16 @@ def test_gpu_configs_dry_run_with_the_slurm_profile(config, tmp_path):
         f"--gpus={res['gpu']} --cpus-per-task={res['train_threads']} "
         f"--mem {res['train_mem_mb']} -t {res['train_runtime']}"
     )
-    training = [j for j in jobs if j["rule"] in ("train", "method_model")]
+    _, plan = run_plan.read_config(REPO / "config" / config)
+
+    def trains(job: dict) -> bool:
+        model = job["wildcards"].get("model")
+        return job["rule"] == "train" or (
+            job["rule"] == "method_model" and launch.trains(plan.made[model][1].params)
+        )
+
+    training = [j for j in jobs if trains(j)]
     assert training and all(run_plan.sbatch(j) == want for j in training)
+    for job in jobs:
+        if job["rule"] == "method_model" and not trains(job):
+            assert run_plan.sbatch(job).endswith("--mem 4000 -t 60"), job

@@ -111,6 +111,17 @@ def asked_gpus(params: Any) -> int:
     return 0
 
 
+def trains(params: Any) -> bool:
+    """Whether a job's params hold a training recipe (a mapping with ``steps``), searched
+    through nested mappings and lists: a step without one (an import, a merge, a conversion)
+    needs no training request."""
+    if isinstance(params, dict):
+        return "steps" in params or any(trains(v) for v in params.values())
+    if isinstance(params, list):
+        return any(trains(v) for v in params)
+    return False
+
+
 def job_resources(asked: int, default: int, device: str) -> tuple[int, int]:
     """``(processes, gpus)`` of a training job whose recipes ask for ``asked`` GPUs (0: none)
     with ``default`` (the config's ``resources.gpu``) otherwise: as many processes as GPUs

@@ -17,6 +17,10 @@ rule download:
         root=lambda w, output: os.path.dirname(output[0]),
     resources:
         downloads=1,
+        # DIV2K's training archive is 3.5 GB: at 5 MB/s about 12 min, plus its extraction;
+        # 4 hours leaves room for a slow link (a cluster's default is often 30 min).
+        runtime=240,
+        mem_mb=2000,
     shell:
         "litesr --quiet --log-file {log:q} download --dataset {wildcards.dataset:q}"
         " --root {params.root:q}"

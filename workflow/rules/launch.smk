@@ -6,7 +6,7 @@ least one on `cuda`); its spec then names the processes, and `litesr` starts its
 torchrun (litesr.launch).
 """
 
-from litesr.launch import asked_gpus, job_resources
+from litesr.launch import asked_gpus, job_resources, trains
 
 
 def launch(asked):
@@ -41,3 +41,9 @@ def train_spec(w):
 
 def made_launch(w):
     return launch(asked_gpus(PLAN.made[w.model][1].params))
+
+
+def made_request(w, key, default):
+    """A made model's training request ``resources.<key>`` where its step trains, else the
+    ``default`` of a job that only loads and rewrites weights."""
+    return RES.get(key, default) if trains(PLAN.made[w.model][1].params) else default

@@ -3,7 +3,9 @@
 A model a method makes runs that method's step (``litesr run METHOD STEP --spec JSON``)
 with the files its plan names. Stage files (``stages/``) are not declared outputs, so that
 Snakemake keeps them when a killed job is re-run and the step resumes where it stopped.
-A step asks for as many GPUs (and processes) as the largest `gpus` of its recipes.
+A step asks for as many GPUs (and processes) as the largest `gpus` of its recipes; only a step
+with a recipe asks for the training memory and time (`resources.train_mem_mb`,
+`train_runtime`), the others for 4 GB and an hour.
 """
 
 
@@ -23,8 +25,8 @@ rule method_model:
         spec=lambda w: to_json(with_processes(made_spec(w), made_launch(w)[0])),
     threads: RES.get("train_threads", 2)
     resources:
-        mem_mb=RES.get("train_mem_mb", 4000),
-        runtime=RES.get("train_runtime", 60),
+        mem_mb=lambda w: made_request(w, "train_mem_mb", 4000),
+        runtime=lambda w: made_request(w, "train_runtime", 60),
         gpu=lambda w: made_launch(w)[1],
     log:
         "logs/methods/{model}_x{scale}.log",
