@@ -308,9 +308,10 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     # OpenMP threads that wait sleep at once instead of spinning; libgomp reads this when
-    # torch is first imported, after this line. Spinning threads took the cores of busy
-    # neighbours: beside one busy process, 2 threads ran 2-4 times slower than 1, and burnt
-    # 4 times the CPU time (benchmarks/bench_threads.py measures it). A value set is kept.
+    # torch is first imported, after this line. Spinning threads take the cores of busy
+    # neighbours: on a 2-core CPU beside one busy process, 2 spinning threads ran 1.2-2.6
+    # times slower than 1 thread, sleeping ones 0.8-1.1 times; on an idle CPU both gave
+    # 0.6-0.85 (benchmarks/measured/bench_threads_cpu.txt). A value set is kept.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     quiet = argparse.ArgumentParser(add_help=False)
     quiet.add_argument("-q", "--quiet", action="store_true")
