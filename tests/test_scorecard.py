@@ -128,6 +128,25 @@ def test_a_bad_claims_file_is_named(tmp_path, bad, named):
     assert str(path) in str(err.value)
 
 
+def test_single_model_roles_take_the_spread_of_the_role_the_claim_names():
+    doc = {
+        "paper": "P",
+        "claims": [
+            claim(id="stage", expect=1, ours=["new", "old"], spread="alone"),  # +0.2 vs 0.3
+            claim(id="none", expect=1, ours=["new", "old"]),  # no spread: judged on its sign
+            claim(id="own", expect=1, ours=["base", "old"], spread="alone"),  # its own seeds
+        ],
+    }
+    roles = {"new": ["n"], "old": ["o"], "alone": ["a0", "a1"], "base": ["b0", "b1"]}
+    claims = resolve(doc, roles, ["n", "o", "a0", "a1", "b0", "b1"], ["Set5"])
+    acc = summary({"n": 30.2, "o": 30.0, "a0": 29.8, "a1": 30.1, "b0": 30.5, "b1": 30.6})
+    table = score(claims, acc, cost({})).set_index("id")
+    assert table.loc["stage", "spread"] == pytest.approx(0.3)
+    assert table.loc["stage", "verdict"] == "not shown (within seed spread)"
+    assert table.loc["none", "spread"] == 0 and table.loc["none", "verdict"] == "reproduced"
+    assert table.loc["own", "spread"] == pytest.approx(0.1)
+
+
 def test_every_claim_names_roles_the_repositorys_configs_provide():
     """A misspelled role would make a claim silently 'not run' in every config."""
     provided: dict[str, set[str]] = {}
@@ -148,7 +167,8 @@ def test_every_claim_names_roles_the_repositorys_configs_provide():
             continue
         doc = load_claims(method.claims)
         for c in doc["claims"]:
-            unknown = set(c.get("ours", [])) - provided[name]
+            unknown = {*c.get("ours", []), *([c["spread"]] if "spread" in c else [])}
+            unknown -= provided[name]
             assert not unknown, f"{name} claim {c['id']}: roles {unknown} in no config"
 
 

@@ -3,7 +3,10 @@
 A claim names a metric on a set and scale and the models whose difference (or value) it is
 about, by *role*: the method's plan maps roles to this run's model names
 (:attr:`litesr.methods.plan.Plan.roles`); a role given several models (seeds) is their mean,
-and their max − min is the seed spread. The ``authors`` models are roles too, or model names
+and their max − min is the seed spread. Where every role of a claim has one model, ``spread``
+may name another role whose seeds give the spread instead (DIPNet's stages after the student
+alone are judged against the student alone's seeds, as its ablation table does); without
+one, a single-model claim has no spread. The ``authors`` models are roles too, or model names
 (``authors-…``, imported by the ``authors`` method). A claim's ``kind`` is ``gain``,
 ``at_least`` or ``parity``; :mod:`litesr.report.scorecard` gives each its verdict.
 
@@ -33,7 +36,7 @@ COST = {
 }
 KINDS = ("gain", "at_least", "parity")
 FIELDS = {"id", "claim", "source", "metric", "set", "scale", "kind", "paper", "expect",
-          "tolerance", "ours", "authors", "why", "deviations"}  # fmt: skip
+          "tolerance", "ours", "authors", "spread", "why", "deviations"}  # fmt: skip
 WHY_MAX = 200
 DEVIATIONS_FILE = "deviations.yaml"
 """A method's audit beside its claims (read here for its ids only; its form is checked by
@@ -123,6 +126,7 @@ def resolve(
                 "paper_set": set_name,
                 "ours": ours if all(ours) else [],
                 "authors": authors if authors and all(authors) else [],
+                "spread": roles.get(claim.get("spread"), []),
             }
         )
     return rows

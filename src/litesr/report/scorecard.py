@@ -52,11 +52,15 @@ def _values(models: list[str], claim: dict, summary: pd.DataFrame, cost: pd.Data
 
 
 def effect(groups: list[list[str]], claim: dict, summary, cost) -> tuple[float, float]:
-    """(our number, seed spread): the value of a, or a − b (relative % for cost metrics)."""
+    """(our number, seed spread): the value of a, or a − b (relative % for cost metrics). The
+    spread is the largest max − min of the groups' seeds or, where each group has one model,
+    that of the claim's ``spread`` models (the seeds of another role), else 0."""
     if not groups:
         return math.nan, math.nan
     values = [_values(models, claim, summary, cost) for models in groups]
     spread = max(float(np.ptp(v)) if len(v) > 1 else 0.0 for v in values)
+    if all(len(v) == 1 for v in values) and len(claim.get("spread") or []) > 1:
+        spread = float(np.ptp(_values(claim["spread"], claim, summary, cost)))
     means = [float(np.mean(v)) for v in values]
     if len(means) == 1:
         return means[0], spread
