@@ -13,10 +13,13 @@ from conftest import REPO
 from skimage import data as skdata
 
 from litesr.compress.reparam import RepBlock
+from litesr.config_check import check_schema
 from litesr.data.images import write_png
 from litesr.data.sources import prepare_set
 from litesr.measure.cost import count_macs, count_params
+from litesr.measure.width_latency import LayerShape
 from litesr.methods.dipnet import plan
+from litesr.methods.dipnet import widths as dipnet_widths
 from litesr.methods.dipnet.pipeline import (
     DistilTask,
     anchor_pairs,
@@ -244,6 +247,31 @@ def test_pruning_keeps_the_last_good_network(setup):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_latency_rounding_prunes_to_fast_widths_and_records_them(setup, monkeypatch):
+    tables = []
+
+    def blocks_of_4(shape, widths, *, device, threads):  # 1-4 cost 1, 5-8 cost 2
+        tables.append((shape, device, threads))
+        return {w: float(-(-w // 4)) for w in widths}
+
+    monkeypatch.setattr(dipnet_widths, "width_table", blocks_of_4)
+    out = run_prune(setup, "latency", latency={"device": "cpu", "threads": 1})
+    rounds = pd.read_csv(out.parent / "stages" / "rounds.tsv", sep="\t")
+    # 8 -> 6 saves nothing (5-8 cost alike): 4; 4 -> 3 is the exact width (nothing faster)
+    assert rounds.widths.tolist() == [str([[4, 4]] * 2), str([[3, 3]] * 2)]
+    assert rounds.exact_widths.tolist() == [str([[6, 6]] * 2), str([[3, 3]] * 2)]
+    assert (rounds.latency_widths == rounds.widths).all()
+    assert {shape for shape, _, _ in tables} == {
+        LayerShape(8, 8, 3, (360, 640), inner=1)  # c1_r and c2_r together, 720p's ×2 input
+    }
+    record = pd.read_csv(out.parent / "stages" / "width_latency.tsv", sep="\t")
+    assert set(record.table) == {
+        "8-w-w-8_k3_360x640, widths 1-8",
+        "8-w-w-8_k3_360x640, widths 1-4",
+    }
+    assert pruned_widths(load_model(out)[0]) == [[3, 3]] * 2
+
+
 def test_progressive_two_stages(setup):
     root, data, teacher, _, merged = setup
     out = progressive(
@@ -271,6 +299,21 @@ def default_section() -> tuple[dict, dict]:
 
 
 PATHS = Paths(scales=[4], train_set="tr", test_sets=["te"])
+
+
+def test_latency_widths_pass_the_schema_and_reach_the_prune_step():
+    section, config = default_section()
+    pruned = next(m for m in plan(section, config, PATHS).made if m.step == "prune")
+    assert "latency" not in pruned.params  # the default (exact) keeps today's parameters
+    config = copy.deepcopy(config)
+    config["methods"]["dipnet"]["prune"]["widths"] = "latency"
+    check_schema(config, REPO / "config" / "schema.yaml")
+    section = config["methods"]["dipnet"]
+    pruned = next(m for m in plan(section, config, PATHS).made if m.step == "prune")
+    assert pruned.params["latency"] == {"device": "cpu", "threads": 1}
+    config["methods"]["dipnet"]["prune"]["widths"] = "fast"
+    with pytest.raises(ValueError, match="widths"):
+        check_schema(config, REPO / "config" / "schema.yaml")
 
 
 def test_plan_declares_one_model_per_stage():

@@ -15,8 +15,10 @@ import torch
 from torch import nn
 
 from litesr.compress.prune import select_channels
+from litesr.config_check import check_schema
 from litesr.data.images import write_png
 from litesr.data.sources import prepare_set
+from litesr.measure.width_latency import LayerShape
 from litesr.methods.drc import METHOD, pipeline, plan
 from litesr.methods.drc.dual import DualNet, DualTask, dual_from_meta, dual_meta
 from litesr.methods.drc.pipeline import (
@@ -138,6 +140,18 @@ def test_edsr_block_widths_are_backward_compatible_and_reload(tmp_path):
 def test_candidate_widths(n, ratio, expected):
     assert candidate_widths(n, ratio) == expected
     assert round4(6, 64) == 4 and round4(7, 64) == 8 and round4(1, 2) == 2
+
+
+def sixes(widths) -> dict[int, float]:
+    """A latency table whose widths cost alike in blocks of 6: 1-6, 7-12, 13-18."""
+    return {w: float(-(-w // 6)) for w in widths}
+
+
+def test_candidate_widths_rounded_by_latency_are_fast_and_distinct():
+    table = sixes(range(1, 17))
+    assert candidate_widths(16, 0.5) == [4, 8]
+    assert candidate_widths(16, 0.5, latency=table) == [6, 12]
+    assert candidate_widths(64, 0.3, latency=sixes(range(1, 65))) == [24, 36, 42, 48]
 
 
 def test_width_masks_keep_the_consumer_slices_of_largest_l1_norm():
@@ -480,6 +494,26 @@ def test_drc_and_l1_share_one_finetuning_schedule(primal, data, drc_run, tmp_pat
     assert trained == {"finetune"}  # no whole-model training between the selections
 
 
+def test_l1_baseline_takes_the_latency_rounded_uniform_width(primal, data, tmp_path, monkeypatch):
+    shapes = []
+
+    def table(shape, widths, *, device, threads):
+        shapes.append(shape)
+        return sixes(widths)
+
+    monkeypatch.setattr(pipeline, "width_table", table)
+    l1 = l1_compress(
+        primal=primal, data=data[0], scale=2, ratio=0.5, seed=0,
+        latency={"device": "cpu", "threads": 1},
+        out=tmp_path / "l1.safetensors", log=tmp_path / "l1.tsv", stages=tmp_path / "ls",
+        progress=False, **COMMON,
+    )  # fmt: skip
+    meta = read_meta(l1)
+    assert meta["widths"] == [12, 12]  # exact: 8
+    assert meta["candidates"] == {"body.0.body.0": [6, 12], "body.1.body.0": [6, 12]}
+    assert set(shapes) == {LayerShape(16, 16, 3, (360, 640))}
+
+
 def test_drc_refuses_a_primal_without_its_dual(data, tmp_path):
     data_dir, _ = data
     model = _edsr()
@@ -690,6 +724,23 @@ SECTION = {
     "selection": SELECTION,
     "finetune": TINY,
 }
+
+
+def test_latency_widths_pass_the_schema_and_reach_every_compression_step():
+    paths = Paths(scales=[4], train_set="t", test_sets=["a"])
+    base = {"arch": "edsr", "args": {"n_resblocks": 2, "n_feats": 16}, "train": TINY}
+    config = {"seed": 3, "models": {"base": base}, "cost": {"device": "cuda", "threads": 2}}
+    section = {**SECTION, "diagnostic": {"ratios": [0.5], "criteria": ["random", "drc"]}}
+    exact = plan(section, config, paths).made
+    assert not any("latency" in m.params for m in exact)
+    rounded = plan({**section, "widths": "latency"}, config, paths).made
+    compressions = [m for m in rounded if m.step in ("drc", "l1", "select", "tune")]
+    assert {m.step for m in compressions} == {"drc", "l1", "select", "tune"}
+    assert all(m.params["latency"] == {"device": "cuda", "threads": 2} for m in compressions)
+    assert not any("latency" in m.params for m in rounded if m not in compressions)
+    check_schema({**section, "widths": "latency"}, METHOD.schema)
+    with pytest.raises(ValueError, match="widths"):
+        check_schema({**section, "widths": "fast"}, METHOD.schema)
 
 
 def test_plan_names_models_and_budgets():

@@ -17,7 +17,12 @@ Every row of the ablation is its own reported model (``<name>-<stage>``, one mod
    of every block, each followed by a fine-tune, while the PSNR-Y on the validation crops
    (central LR crops of the training images: not held out, since the earlier stages trained
    on them; a drop there is what pruning costs) stays within ``prune.tolerance_db`` of the
-   unpruned network's; the pruned widths are saved as ``rlfn``'s ``block_widths``;
+   unpruned network's; the pruned widths are saved as ``rlfn``'s ``block_widths``. With
+   ``prune.widths: latency`` each round's kept width is rounded to a width that is fast on
+   the cost device (``cost.device`` cuda, else the CPU, at ``cost.threads``): oneDNN runs
+   widths between multiples of its channel block alike (8 on a 2-core AVX2 CPU, where 38
+   costs what 40 does and 26 what 32 does; ``litesr.measure.width_latency``,
+   ``benchmarks/bench_widths.py``);
 5. ``progressive``: a fine-tune with larger patches, then one with the L2 loss.
 
 Fine-tunes (pruning, progressive) learn from ``target``: the teacher's output (``enhanced``,
@@ -95,6 +100,11 @@ def plan(section: dict[str, Any], config: dict[str, Any], paths: Paths) -> Plan:
         raise ValueError(f"dipnet.figure.set: {fig_set!r} is not a test set {paths.test_sets}")
     official = official_model(config)
     target = section.get("target", "enhanced")
+    rounding = {}
+    if prune.get("widths", "exact") == "latency":
+        from litesr.measure.width_latency import cost_target  # imports torch
+
+        rounding = {"latency": cost_target(config.get("cost", {}))}
     size = student["feature_channels"]
 
     def model(stage: str) -> str:
@@ -143,6 +153,7 @@ def plan(section: dict[str, Any], config: dict[str, Any], paths: Paths) -> Plan:
                 "target": target,
                 "val_crop": prune.get("val_crop", 48),
                 "val_images": prune.get("val_images", 16),
+                **rounding,
             },
         ),
         MadeModel(

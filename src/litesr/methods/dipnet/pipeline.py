@@ -9,7 +9,9 @@ resumes):
 - ``reparam``: every RRB merged into one 3×3 conv (stage ``merge``; the merged network is
   checked against the unmerged one before it is kept);
 - ``prune``: rounds of "remove the lowest-L2 fraction of filters of each pruned conv, then
-  fine-tune" (stages ``round0``, ``round1``...), kept while the validation PSNR holds;
+  fine-tune" (stages ``round0``, ``round1``...), kept while the validation PSNR holds; with
+  ``latency``, each kept width is rounded to one that is fast on the cost device
+  (:mod:`litesr.methods.dipnet.widths`);
 - ``progressive``: a fine-tune with larger patches, then one with the L2 loss.
 """
 
@@ -32,6 +34,8 @@ from litesr.compress.reparam import RepBlock, reparameterize
 from litesr.evaluate.metrics import psnr_y
 from litesr.evaluate.run import super_resolve
 from litesr.measure.cost import count_params
+from litesr.measure.width_latency import device_name
+from litesr.methods.dipnet.widths import LatencyWidths, exact_kept, widths_after
 from litesr.models import arch_of, build
 from litesr.models.store import load_model
 from litesr.train.objectives import PIXEL_LOSSES, PixelTask, Task
@@ -249,12 +253,15 @@ def pruned_widths(model: nn.Module) -> list[list[int]]:
     return [[b.c1_r.out_channels, b.c2_r.out_channels] for b in model.blocks]
 
 
-def prune_round(model: nn.Module, convs: list[str], ratio: float) -> nn.Module:
+def prune_round(
+    model: nn.Module, convs: list[str], ratio: float, kept: dict[str, int] | None = None
+) -> nn.Module:
     """Remove the ``ratio`` lowest-L2-norm filters of the named convs of every block (their
-    consumers lose the matching input channels); in place, with the new ``block_widths``."""
+    consumers lose the matching input channels), or keep the ``kept`` widths (by conv name)
+    of highest L2 norm; in place, with the new ``block_widths``."""
     names = [f"blocks.{i}.{c}" for i in range(len(model.blocks)) for c in convs]
     x = torch.rand(1, 3, EXAMPLE_HW, EXAMPLE_HW, device=next(model.parameters()).device)
-    apply_pruning(model, select_channels(model, names, ratio, x, l2_norm), x)
+    apply_pruning(model, select_channels(model, names, kept or ratio, x, l2_norm), x)
     arch, args = arch_of(model)
     model.litesr_arch = (arch, {**args, "block_widths": pruned_widths(model)})
     return model
@@ -292,14 +299,24 @@ def prune(
     log: Path,
     stages: Path,
     teacher: Path | None = None,
+    latency: dict[str, Any] | None = None,
     device: str = "cpu",
     progress: bool = True,
 ) -> Path:
     """Prune and fine-tune round after round while the validation PSNR stays within
     ``tolerance_db`` of the unpruned network's (the first ``min_rounds`` rounds are kept
     whatever it is); keep the last good network. Round ``r`` (from 0) fine-tunes with the
-    recipe's seed + 1 + r."""
+    recipe's seed + 1 + r.
+
+    ``latency`` (``device``, ``threads``: the cost settings) rounds each kept width to a
+    fast one (:class:`~litesr.methods.dipnet.widths.LatencyWidths`); ``rounds.tsv`` then
+    also has the exact and the rounded widths of each round, and ``width_latency.tsv`` beside
+    it the latency tables used."""
     spec = TrainSpec.from_dict(recipe)
+    rounding = None if latency is None else LatencyWidths(scale, **latency)
+    key = f"{ratio}|{convs}|{target}"
+    if rounding is not None:
+        key += f"|latency|{device_name(rounding.device)}|{rounding.threads}"
     start = load_model(model)[0]
     if arch_of(start)[0] != "rlfn" or any(isinstance(m, RepBlock) for m in start.modules()):
         raise ValueError(f"{model}: pruning needs a merged rlfn network")
@@ -310,7 +327,9 @@ def prune(
 
         def one_round(r: int) -> Callable[[nn.Module, StageFiles], nn.Module]:
             def prune_and_tune(net: nn.Module, files: StageFiles) -> nn.Module:
-                net = prune_round(copy.deepcopy(net).to(run.dev), convs, ratio)
+                net = copy.deepcopy(net).to(run.dev)
+                kept = None if rounding is None else rounding.kept(net, convs, ratio)
+                net = prune_round(net, convs, ratio, kept)
                 task = _finetune_task(net, teacher_model, target, spec.loss)
                 tune = {**recipe, "seed": spec.seed + 1 + r}
                 run.fit(task, tune, files, sampler=sampler, tag=f"prune{r}")
@@ -319,7 +338,7 @@ def prune(
             return prune_and_tune
 
         for r in range(max_rounds):
-            run.stage(f"round{r}", one_round(r), key=f"{ratio}|{convs}|{target}")
+            run.stage(f"round{r}", one_round(r), key=key)
         reference = validation_psnr(start, val, scale, run.dev)
         best, rows = copy.deepcopy(start), []
         for r in range(max_rounds):
@@ -333,21 +352,28 @@ def prune(
             )
             psnr = validation_psnr(net, val, scale, run.dev)
             good = r < min_rounds or psnr >= reference - tolerance_db
-            rows.append(
-                {
-                    "round": r,
-                    "val_psnr_db": psnr,
-                    "kept": good,
-                    "params": count_params(net),
-                    "widths": str(pruned_widths(net)),
-                }
-            )
+            row = {
+                "round": r,
+                "val_psnr_db": psnr,
+                "kept": good,
+                "params": count_params(net),
+                "widths": str(pruned_widths(net)),
+            }
+            if rounding is not None:
+                row["exact_widths"] = str(widths_after(best, exact_kept(best, convs, ratio)))
+                row["latency_widths"] = str(widths_after(best, rounding.kept(best, convs, ratio)))
+                logger.info(
+                    "round %d widths: %s (exact: %s)", r, row["widths"], row["exact_widths"]
+                )
+            rows.append(row)
             logger.info("pruning round %d: %.3f dB (unpruned %.3f dB)", r, psnr, reference)
             if not good:
                 break
             best = net
         summary = pd.DataFrame(rows)
         write_tsv(summary, Path(stages) / "rounds.tsv", float_format=None)
+        if rounding is not None:
+            write_tsv(rounding.record(), Path(stages) / "width_latency.tsv", float_format=None)
         run.merged_log(rows=[{**row, "unpruned_val_psnr_db": reference} for row in rows])
         return run.finish(
             best,

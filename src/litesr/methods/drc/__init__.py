@@ -6,7 +6,10 @@ same arch, args, recipe and seed with ``L1 + λ · L1(D(P(x)), x)``; its dual ne
 in its file). The dual-trained primal is compressed at every ratio by DRC (``drc-r<100·ratio>``:
 channel-number search, greedy block-by-block channel selection with the frozen D, fine-tuning
 with distillation) and by the L1-norm baseline (``drc-l1-r<100·ratio>-s<seed>``: uniform
-widths, the same fine-tuning) for each baseline seed. See :mod:`litesr.methods.drc.pipeline`;
+widths, the same fine-tuning) for each baseline seed. With ``drc.widths: latency`` the search's
+candidate widths (and so the baseline's uniform width, the largest) are rounded to widths that
+are fast on the cost device (:func:`litesr.measure.width_latency.fast_width`). See
+:mod:`litesr.methods.drc.pipeline`;
 :file:`deviations.yaml` lists every difference from the authors' code.
 """
 
@@ -54,6 +57,7 @@ def plan(section: dict[str, Any], config: dict[str, Any], paths: Paths) -> Plan:
     lam, distill = section.get("lam", 0.1), section.get("distill", 1.0)
     seeds = section.get("baseline_seeds", [0, 1, 2])
     common = {"lam": lam, "distill": distill, "finetune": section.get("finetune")}
+    common |= latency_rounding(section, config)
     made, trained, primals = primal_models(section, config, seed, lam)
     inputs = {"primal": PRIMAL, "data": "@train"}
     for ratio in ratios:
@@ -137,6 +141,16 @@ def plan(section: dict[str, Any], config: dict[str, Any], paths: Paths) -> Plan:
             roles[f"x{tag(ratio)}-{criterion}-pruned"] = arms["pruned"]
             roles[f"x{tag(ratio)}-{criterion}-tuned"] = arms["tuned"]
     return Plan(made=made, trained=trained, figures=figures, tables=tables, roles=roles)
+
+
+def latency_rounding(section: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    """The compression steps' ``latency`` parameter (the cost device and threads) where
+    ``drc.widths`` is ``latency``; nothing where it is ``exact`` (the default)."""
+    if section.get("widths", "exact") != "latency":
+        return {}
+    from litesr.measure.width_latency import cost_target  # imports torch
+
+    return {"latency": cost_target(config.get("cost", {}))}
 
 
 def primal_models(
@@ -256,6 +270,7 @@ def diagnostic_models(
                     "lam": common["lam"],
                     "distill": common["distill"],
                     "seed": arm_seeds[i],
+                    **({"latency": common["latency"]} if "latency" in common else {}),
                 }
                 made.append(MadeModel(pruned, "select", {**inputs}, params))
                 if criterion != "l1":

@@ -36,6 +36,8 @@ from torch import Tensor, nn
 from litesr.atomic import atomic_path
 from litesr.compress.prune import apply_pruning, l1_norm, select_channels
 from litesr.digest import file_sha256
+from litesr.measure.cost import lr_size_for_output
+from litesr.measure.width_latency import LayerShape, width_table
 from litesr.methods.drc import CRITERIA
 from litesr.methods.drc.dual import DualNet, DualTask, dual_from_meta, dual_meta
 from litesr.methods.drc.search import HalvesSampler, SearchTask, alpha_lr, candidate_widths
@@ -205,7 +207,8 @@ def fit_dual(
 class _Compression:
     """What the stages of one compression of a DRC primal share: the step, the unpruned
     primal (the reference), its dual network, the data and the objective's weights. Its
-    methods make the stages."""
+    methods make the stages. With ``latency`` (``device``, ``threads``: the cost settings),
+    the candidate widths are rounded by the latency table of each producer and consumer."""
 
     def __init__(
         self,
@@ -217,16 +220,37 @@ class _Compression:
         lam: float,
         distill: float,
         seed: int,
+        latency: dict[str, Any] | None = None,
     ) -> None:
         self.run, self.data, self.scale = run, data, scale
         self.lam, self.distill, self.seed = lam, distill, seed
         self.reference, self.dual, self.feature_scale = load_primal(primal, run.dev)
         self.pairs = layer_pairs(self.reference)
+        self.latency = latency
         self.candidates = {
-            p: candidate_widths(self.reference.get_submodule(p).out_channels, ratio)
-            for p in self.pairs
+            p: candidate_widths(self.width(p), ratio, latency=self.table(p)) for p in self.pairs
         }
         self.widths_file = run.stage_dir / "search.widths.json"
+
+    def width(self, producer: str) -> int:
+        """The unpruned width of ``producer``'s outputs."""
+        return self.reference.get_submodule(producer).out_channels
+
+    def table(self, producer: str) -> dict[int, float] | None:
+        """The latency table (ms per width, 1 to the full width) of ``producer`` and its
+        consumer on the LR size of a 720p output; None without ``latency``."""
+        if self.latency is None:
+            return None
+        conv = self.reference.get_submodule(producer)
+        consumer = self.reference.get_submodule(self.pairs[producer])
+        hw = lr_size_for_output(scale=self.scale)
+        shape = LayerShape(conv.in_channels, consumer.out_channels, conv.kernel_size[0], hw)
+        return width_table(shape, range(1, conv.out_channels + 1), **self.latency)
+
+    def key(self, *parts: Any) -> list[Any]:
+        """The step's fingerprint: ``parts``, and the candidates when latency rounded them
+        (exact ones follow from the ratio)."""
+        return [*parts] if self.latency is None else [*parts, self.candidates]
 
     def start(self) -> nn.Module:
         return copy.deepcopy(self.reference).cpu()
@@ -351,6 +375,7 @@ class _Compression:
             uniform_width=self.uniform,
             lam=self.lam,
             distill=self.distill,
+            **({} if self.latency is None else {"candidates": self.candidates}),
             **meta,
         )
 
@@ -368,6 +393,7 @@ def drc_compress(
     lam: float,
     distill: float,
     seed: int,
+    latency: dict[str, Any] | None = None,
     out: Path,
     log: Path,
     stages: Path,
@@ -376,12 +402,13 @@ def drc_compress(
 ) -> Path:
     """DRC: search the channel numbers, select each block's channels, fine-tune."""
     with _step(out, log, stages, device, progress) as run:
-        drc = _Compression(run, primal, data, scale, ratio, lam, distill, seed)
+        drc = _Compression(run, primal, data, scale, ratio, lam, distill, seed, latency)
         run.stage("search", drc.search(search, alpha), key=[search, alpha])
         for i, producer in enumerate(drc.pairs):
             run.stage(f"select{i}", drc.select(i, producer, Selection(**selection)), key=selection)
         run.stage("finetune", drc.finetune(finetune, seed), key=finetune)
-        model = run.stages(drc.start(), inputs=[primal, data], key=[ratio, lam, distill, seed])
+        key = drc.key(ratio, lam, distill, seed)
+        model = run.stages(drc.start(), inputs=[primal, data], key=key)
         return drc.finish(
             model, "drc", ratio=ratio, search=drc.found(), selection=selection, primal=str(primal)
         )
@@ -397,6 +424,7 @@ def l1_compress(
     lam: float,
     distill: float,
     seed: int,
+    latency: dict[str, Any] | None = None,
     out: Path,
     log: Path,
     stages: Path,
@@ -405,10 +433,11 @@ def l1_compress(
 ) -> Path:
     """The baseline: uniform widths by filter L1 norm, then DRC's fine-tuning with ``seed``."""
     with _step(out, log, stages, device, progress) as run:
-        l1 = _Compression(run, primal, data, scale, ratio, lam, distill, seed)
+        l1 = _Compression(run, primal, data, scale, ratio, lam, distill, seed, latency)
         run.stage("prune", l1.prune_uniform(), key={p: max(c) for p, c in l1.candidates.items()})
         run.stage("finetune", l1.finetune(finetune, seed), key=finetune)
-        model = run.stages(l1.start(), inputs=[primal, data], key=[ratio, lam, distill, seed])
+        key = l1.key(ratio, lam, distill, seed)
+        model = run.stages(l1.start(), inputs=[primal, data], key=key)
         return l1.finish(model, "l1", ratio=ratio, primal=str(primal))
 
 
@@ -429,6 +458,7 @@ def select_uniform(
     lam: float,
     distill: float,
     seed: int,
+    latency: dict[str, Any] | None = None,
     out: Path,
     log: Path,
     stages: Path,
@@ -440,7 +470,7 @@ def select_uniform(
     if criterion not in CRITERIA:
         raise ValueError(f"drc.diagnostic: criterion {criterion!r} is not one of {CRITERIA}")
     with _step(out, log, stages, device, progress) as run:
-        c = _Compression(run, primal, data, scale, ratio, lam, distill, seed)
+        c = _Compression(run, primal, data, scale, ratio, lam, distill, seed, latency)
         if criterion in ("l1", "random"):
             run.stage("prune", c.prune_uniform(random=criterion == "random"), key=c.uniform)
         else:
@@ -453,7 +483,8 @@ def select_uniform(
             for i, producer in enumerate(c.pairs):
                 fn = c.select(i, producer, settings, c.uniform[producer], lam_used, dual)
                 run.stage(f"select{i}", fn, key=[criterion, asdict(settings)])
-        model = run.stages(c.start(), inputs=[primal, data], key=[ratio, criterion, lam, seed])
+        key = c.key(ratio, criterion, lam, seed)
+        model = run.stages(c.start(), inputs=[primal, data], key=key)
         return c.finish(model, f"pruned-{criterion}", ratio=ratio, primal=str(primal))
 
 
@@ -468,6 +499,7 @@ def tune_pruned(
     lam: float,
     distill: float,
     seed: int,
+    latency: dict[str, Any] | None = None,
     out: Path,
     log: Path,
     stages: Path,
@@ -477,9 +509,10 @@ def tune_pruned(
     """The diagnostic's fine-tuning: ``pruned`` (a :func:`select_uniform` model) tuned as
     DRC's and L1's models are, with ``seed``."""
     with _step(out, log, stages, device, progress) as run:
-        c = _Compression(run, primal, data, scale, ratio, lam, distill, seed)
+        c = _Compression(run, primal, data, scale, ratio, lam, distill, seed, latency)
         start, meta = load_model(pruned)
         run.stage("finetune", c.finetune(finetune, seed), key=finetune)
-        model = run.stages(start, inputs=[primal, pruned, data], key=[ratio, lam, distill, seed])
+        key = c.key(ratio, lam, distill, seed)
+        model = run.stages(start, inputs=[primal, pruned, data], key=key)
         criterion = meta["variant"].removeprefix("pruned-")
         return c.finish(model, f"tuned-{criterion}", ratio=ratio, primal=str(primal))

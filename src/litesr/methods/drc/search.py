@@ -3,10 +3,12 @@
 Every pruned layer pair (a producer conv and the consumer conv that reads its ``C`` channels)
 gets the candidate widths ``c_k = round4(int(C (1 − r) p_k))``, ``p ∈ {0.5, 0.6, …, 1.0}``
 (duplicates dropped; round4 rounds to a multiple of 4, halves down, within ``[min(4, C), C]``,
-as the authors' ``channel_constraints``). Channels are ranked by the L1 norm of the consumer's
-input slices (recomputed from the current weights at every forward); candidate ``k`` keeps the
-top ``c_k``. The consumer's input channel ``c`` is scaled by ``Σ_k softmax(α)_k [c in top c_k]``
-(the authors' ``compute_channel_weights``).
+as the authors' ``channel_constraints``); with a latency table (``drc.widths: latency``), each
+is then rounded to a width that is fast on the cost device
+(:func:`litesr.measure.width_latency.fast_width`), duplicates dropped again. Channels are
+ranked by the L1 norm of the consumer's input slices (recomputed from the current weights at
+every forward); candidate ``k`` keeps the top ``c_k``. The consumer's input channel ``c`` is
+scaled by ``Σ_k softmax(α)_k [c in top c_k]`` (the authors' ``compute_channel_weights``).
 
 Every step updates both, as the authors' ``Search.train``: the weights (primal and dual) on a
 batch of the first half of the training images with α detached, and α on a batch of the
@@ -31,6 +33,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from litesr.device import full_precision
+from litesr.measure.width_latency import fast_width
 from litesr.methods.drc.dual import DualNet, DualTask
 from litesr.train.patches import PatchSampler
 
@@ -52,11 +55,20 @@ def round4(channels: int, most: int, factor: int = 4) -> int:
     return min(max(channels, min(factor, most)), most)
 
 
-def candidate_widths(n: int, ratio: float, fractions: Sequence[float] = FRACTIONS) -> list[int]:
-    """Sorted distinct candidate widths of a conv with ``n`` channels at pruning ``ratio``."""
+def candidate_widths(
+    n: int,
+    ratio: float,
+    fractions: Sequence[float] = FRACTIONS,
+    latency: Mapping[int, float] | None = None,
+) -> list[int]:
+    """Sorted distinct candidate widths of a conv with ``n`` channels at pruning ``ratio``;
+    each rounded by the ``latency`` table (ms per width, 1 to ``n``) when one is given."""
     if not 0.0 <= ratio < 1.0:
         raise ValueError(f"pruning ratio must be in [0, 1), got {ratio}")
-    return sorted({round4(int(n * (1.0 - ratio) * p + 1e-9), n) for p in fractions})
+    widths = {round4(int(n * (1.0 - ratio) * p + 1e-9), n) for p in fractions}
+    if latency is not None:
+        widths = {fast_width(latency, n, w) for w in widths}
+    return sorted(widths)
 
 
 def slice_l1(consumer: nn.Conv2d) -> Tensor:
