@@ -33,7 +33,7 @@ from litesr.methods.dipnet.pipeline import (
     round_files,
 )
 from litesr.methods.dipnet.report import ablation_table, pareto_front, scatter
-from litesr.methods.plan import Paths
+from litesr.methods.plan import MadeModel, Paths
 from litesr.models import arch_of, build
 from litesr.models.rlfn import DIPNET_ARGS, rlfn_key_map
 from litesr.models.store import load_model, save_model
@@ -331,6 +331,86 @@ def test_plan_declares_one_model_per_stage():
     assert with_official.roles["official"] == ["authors-dipnet"]
 
 
+STAGES = ("ehr", "anchors", "reparam", "pruned", "progressive")
+
+
+def test_one_stage_seed_keeps_the_single_chain():
+    """stage_seeds 1 (the default): one model per stage, named, seeded and chained as before."""
+    section, config = default_section()
+    config = {**config, "seed": 5}
+    p = plan(section, config, PATHS)
+    assert plan({**section, "stage_seeds": 1}, config, PATHS) == p
+    student = {**section["student"], "bias": False}
+    recipe = {**section["train"], "seed": 5}
+    common = {"student": student, "recipe": recipe, "anchor_weight": 1.0}
+    data = {"data": "@train", "teacher": "teacher"}
+    prune_params = {
+        "ratio": 0.3125,
+        "convs": ["c1_r", "c2_r"],
+        "tolerance_db": 0.1,
+        "max_rounds": 2,
+        "min_rounds": 1,
+        "recipe": {"seed": 5, **section["prune"]["finetune"]},
+        "target": "enhanced",
+        "val_crop": 32,
+        "val_images": 6,
+    }
+    prog = section["progressive"]
+    assert p.made == [
+        MadeModel("dipnet-ehr", "distil", data, {**common, "anchors": False, "variant": "ehr"}),
+        MadeModel(
+            "dipnet-anchors", "distil", data, {**common, "anchors": True, "variant": "anchors"}
+        ),
+        MadeModel("dipnet-reparam", "reparam", {"model": "dipnet-anchors"}, {}),
+        MadeModel("dipnet-pruned", "prune", {"model": "dipnet-reparam", **data}, prune_params),
+        MadeModel(
+            "dipnet-progressive",
+            "progressive",
+            {"model": "dipnet-pruned", **data},
+            {
+                "patch": {"seed": 5, **prog["patch"]},
+                "l2": {"seed": 5, **prog["l2"]},
+                "target": "enhanced",
+            },
+        ),
+    ]
+    assert [m.train["seed"] for m in p.trained] == [5, 6]
+    assert {s: p.roles[s] for s in STAGES} == {s: [f"dipnet-{s}"] for s in STAGES}
+    assert "student-alone seeds in every set and scale" in p.tables[0].caption
+
+
+def test_stage_seeds_make_one_chain_per_seed():
+    """stage_seeds 2: a second chain (``-s1``) at seed + 1 in every recipe, reading its own
+    previous stage; the roles list both seeds."""
+    section, config = default_section()
+    config = {**copy.deepcopy(config), "seed": 5}
+    config["methods"]["dipnet"]["stage_seeds"] = 2
+    check_schema(config, REPO / "config" / "schema.yaml")
+    section = config["methods"]["dipnet"]
+    section["prune"]["finetune"]["seed"] = 11  # a recipe's own seed moves with the chain too
+    p = plan(section, config, PATHS)
+    assert [m.name for m in p.made] == [f"dipnet-{s}" for s in STAGES] + [
+        f"dipnet-{s}-s1" for s in STAGES
+    ]
+    made = {m.name: m for m in p.made}
+    for k, tail in enumerate(["", "-s1"]):
+        ehr, anchors, merged, pruned, prog = (made[f"dipnet-{s}{tail}"] for s in STAGES)
+        assert ehr.params["recipe"]["seed"] == anchors.params["recipe"]["seed"] == 5 + k
+        assert ehr.params["recipe"]["steps"] == section["train"]["steps"]  # same budget
+        assert pruned.params["recipe"]["seed"] == 11 + k
+        assert prog.params["patch"]["seed"] == prog.params["l2"]["seed"] == 5 + k
+        assert ehr.inputs == anchors.inputs == {"teacher": "teacher", "data": "@train"}
+        assert merged.inputs == {"model": f"dipnet-anchors{tail}"}
+        assert pruned.inputs["model"] == f"dipnet-reparam{tail}"
+        assert prog.inputs["model"] == f"dipnet-pruned{tail}"
+    assert {s: p.roles[s] for s in STAGES} == {s: [f"dipnet-{s}", f"dipnet-{s}-s1"] for s in STAGES}
+    assert p.roles["alone"] == ["dipnet-alone-s0", "dipnet-alone-s1"]
+    assert "the larger of their max − min" in p.tables[0].caption
+    config["methods"]["dipnet"]["stage_seeds"] = 0
+    with pytest.raises(ValueError, match="stage_seeds"):
+        check_schema(config, REPO / "config" / "schema.yaml")
+
+
 @pytest.mark.parametrize(
     ("change", "match"),
     [
@@ -390,6 +470,61 @@ def test_ablation_table_judges_against_the_seed_spread():
     assert verdict["+ pruning"].startswith("yes") and verdict["+ progressive"].startswith("no")
     assert table.loc["+ enhanced HR", "Δ PSNR vs previous"] == "+0.40"
     assert "GPU ms" not in table.columns and table.loc["+ pruning", "CPU ms"] == "5.00"
+
+
+def test_ablation_table_judges_stages_with_seeds_on_both_distributions():
+    """Every stage with 2 seeds: mean ± std and the seed count; the verdict compares the
+    difference of means with the larger max − min of the two stages; pruned widths that
+    differ show as a parameter range."""
+    stages = ["alone"] * 3 + [s for s in STAGES for _ in range(2)]
+    psnr = [30.0, 30.1, 30.2, 30.4, 30.6, 30.6, 30.9, 30.6, 30.9, 30.4, 30.5, 30.7, 30.8]
+    models = [f"m{i}" for i in range(len(stages))]
+    summary = pd.DataFrame(
+        {"model": [*models, "t"], "set": "S", "scale": 4, "psnr_y": [*psnr, 32.0], "ssim_y": 0.9}
+    )
+    params = [1000] * 9 + [800, 700, 800, 700, 5000]
+    cost = pd.DataFrame(
+        {
+            "model": [*models, "t"],
+            "scale": 4,
+            "params": params,
+            "cpu_latency_ms": [5.0] * 9 + [4.0, 3.0, 4.0, 3.0, 20.0],
+        }
+    )
+    catalog = pd.DataFrame(
+        {
+            "model": [*models, "t"],
+            "scale": 4,
+            "arch": "rlfn",
+            "method": [*["dipnet"] * len(models), ""],
+            "variant": [*stages, ""],
+        }
+    )
+    table = ablation_table(summary, cost, catalog, teacher="t")
+    assert list(table.index) == [
+        "teacher (t)",
+        "student alone (L1 on HR) (3 seeds)",
+        "+ enhanced HR (2 seeds)",
+        "+ anchors (2 seeds)",
+        "+ re-parameterisation (2 seeds)",
+        "+ pruning (2 seeds)",
+        "+ progressive (2 seeds)",
+    ]
+    assert table.loc["+ anchors (2 seeds)", "S ×4"] == "30.75 ± 0.21 / 0.9000"
+    verdict = table["effect beyond seed spread?"]
+    # ehr 30.5 (spread 0.2) vs alone 30.1 (spread 0.2): +0.40 beyond 0.20
+    assert (
+        verdict["+ enhanced HR (2 seeds)"] == "yes (spread 0.20 dB, the larger of the two stages)"
+    )
+    # anchors 30.75 (spread 0.3) vs ehr 30.5: +0.25, beyond the alone spread but not theirs
+    assert table.loc["+ anchors (2 seeds)", "Δ PSNR vs previous"] == "+0.25"
+    assert verdict["+ anchors (2 seeds)"].startswith("no (spread 0.30 dB")
+    assert verdict["+ re-parameterisation (2 seeds)"].startswith("no")
+    # progressive 30.75 vs pruned 30.45: +0.30, beyond both spreads (0.10 each)
+    assert verdict["+ progressive (2 seeds)"].startswith("yes (spread 0.10 dB")
+    assert table.loc["+ pruning (2 seeds)", "params"] == "700–800"
+    assert table.loc["+ pruning (2 seeds)", "CPU ms"] == "3.50"
+    assert table.loc["+ anchors (2 seeds)", "params"] == "1,000"
 
 
 def test_peers_join_the_table_and_the_scatter_by_their_metadata(tmp_path):

@@ -25,6 +25,12 @@ Every row of the ablation is its own reported model (``<name>-<stage>``, one mod
    ``benchmarks/bench_widths.py``);
 5. ``progressive``: a fine-tune with larger patches, then one with the L2 loss.
 
+With ``stage_seeds`` N > 1 the chain of stages 2–5 after the student alone (``ehr`` →
+``anchors`` → ``reparam`` → ``pruned`` → ``progressive``) is made once per seed: seed k ≥ 1
+is ``<name>-<stage>-s<k>``, each of its recipes (distillation, pruning fine-tunes, progressive)
+at the config's seed + k, each stage reading the same chain's previous one. A stage is then
+judged on its seeds' distribution against the previous stage's, not on one model.
+
 Fine-tunes (pruning, progressive) learn from ``target``: the teacher's output (``enhanced``,
 as stage 2) or the HR patches. When the config imports the authors' ×4 weights (the
 ``authors`` method with release ``dipnet``), ``authors-dipnet`` joins the table and the
@@ -107,8 +113,15 @@ def plan(section: dict[str, Any], config: dict[str, Any], paths: Paths) -> Plan:
         rounding = {"latency": cost_target(config.get("cost", {}))}
     size = student["feature_channels"]
 
-    def model(stage: str) -> str:
-        return f"{name}-{stage}"
+    chains = section.get("stage_seeds", 1)
+
+    def model(stage: str, k: int = 0) -> str:
+        """The stage's model of chain ``k`` (chain 0 keeps the plain name)."""
+        return f"{name}-{stage}" + (f"-s{k}" if k else "")
+
+    def seeded(spec: dict[str, Any], k: int) -> dict[str, Any]:
+        """A recipe at its seed + k."""
+        return {**spec, "seed": spec["seed"] + k}
 
     trained = [
         TrainedModel(
@@ -120,64 +133,82 @@ def plan(section: dict[str, Any], config: dict[str, Any], paths: Paths) -> Plan:
         )
         for k in range(section.get("seeds", 3))
     ]
-    common = {
-        "student": student,
-        "recipe": recipe,
-        "anchor_weight": section.get("anchor_weight", 1.0),
-    }
-    made = [
-        MadeModel(
-            model("ehr"),
-            "distil",
-            {"teacher": teacher, "data": "@train"},
-            {**common, "anchors": False, "variant": "ehr"},
-        ),
-        MadeModel(
-            model("anchors"),
-            "distil",
-            {"teacher": teacher, "data": "@train"},
-            {**common, "anchors": True, "variant": "anchors"},
-        ),
-        MadeModel(model("reparam"), "reparam", {"model": model("anchors")}, {}),
-        MadeModel(
-            model("pruned"),
-            "prune",
-            {"model": model("reparam"), "data": "@train", "teacher": teacher},
-            {
-                "ratio": prune.get("ratio", 0.3125),
-                "convs": prune.get("convs", ["c1_r", "c2_r"]),
-                "tolerance_db": prune.get("tolerance_db", 0.1),
-                "max_rounds": prune["max_rounds"],
-                "min_rounds": prune.get("min_rounds", 1),
-                "recipe": {"seed": seed, **prune["finetune"]},
-                "target": target,
-                "val_crop": prune.get("val_crop", 48),
-                "val_images": prune.get("val_images", 16),
-                **rounding,
-            },
-        ),
-        MadeModel(
-            model("progressive"),
-            "progressive",
-            {"model": model("pruned"), "data": "@train", "teacher": teacher},
-            {
-                "patch": {"seed": seed, **prog["patch"]},
-                "l2": {"seed": seed, **prog["l2"], "loss": "l2"},
-                "target": target,
-            },
-        ),
-    ]
+
+    def chain(k: int) -> list[MadeModel]:
+        """The stages after the student alone, made at seed + k."""
+        common = {
+            "student": student,
+            "recipe": seeded(recipe, k),
+            "anchor_weight": section.get("anchor_weight", 1.0),
+        }
+        return [
+            MadeModel(
+                model("ehr", k),
+                "distil",
+                {"teacher": teacher, "data": "@train"},
+                {**common, "anchors": False, "variant": "ehr"},
+            ),
+            MadeModel(
+                model("anchors", k),
+                "distil",
+                {"teacher": teacher, "data": "@train"},
+                {**common, "anchors": True, "variant": "anchors"},
+            ),
+            MadeModel(model("reparam", k), "reparam", {"model": model("anchors", k)}, {}),
+            MadeModel(
+                model("pruned", k),
+                "prune",
+                {"model": model("reparam", k), "data": "@train", "teacher": teacher},
+                {
+                    "ratio": prune.get("ratio", 0.3125),
+                    "convs": prune.get("convs", ["c1_r", "c2_r"]),
+                    "tolerance_db": prune.get("tolerance_db", 0.1),
+                    "max_rounds": prune["max_rounds"],
+                    "min_rounds": prune.get("min_rounds", 1),
+                    "recipe": seeded({"seed": seed, **prune["finetune"]}, k),
+                    "target": target,
+                    "val_crop": prune.get("val_crop", 48),
+                    "val_images": prune.get("val_images", 16),
+                    **rounding,
+                },
+            ),
+            MadeModel(
+                model("progressive", k),
+                "progressive",
+                {"model": model("pruned", k), "data": "@train", "teacher": teacher},
+                {
+                    "patch": seeded({"seed": seed, **prog["patch"]}, k),
+                    "l2": seeded({"seed": seed, **prog["l2"], "loss": "l2"}, k),
+                    "target": target,
+                },
+            ),
+        ]
+
+    made = [m for k in range(chains) for m in chain(k)]
     named = {"teacher": teacher, "official": official}
+    if chains == 1:
+        judged = (
+            "Each row adds one stage; the student alone is the mean ± std of its seeds. PSNR-Y "
+            "/ SSIM-Y per set and scale; cost from the cost table. A change counts as beyond "
+            "the seed spread when it exceeds the max − min of the student-alone seeds in every "
+            "set and scale."
+        )
+    else:
+        judged = (
+            f"Each row adds one stage; every stage is the mean ± std of its seeds ({chains} "
+            "per stage after the student alone, each chain of stages at its own seed). PSNR-Y "
+            "/ SSIM-Y per set and scale; cost from the cost table, the mean over seeds (params "
+            "as a range where the pruned widths differ). A change counts as beyond the seed "
+            "spread when the difference of the two stages' means exceeds the larger of their "
+            "max − min over seeds in every set and scale."
+        )
     tables = [
         Table(
             title="DIPNet: ablation, one row per stage",
             kind="ablation",
             params=named,
-            caption="Each row adds one stage; the student alone is the mean ± std of its "
-            "seeds. PSNR-Y / SSIM-Y per set and scale; cost from the cost table. A change "
-            "counts as beyond the seed spread when it exceeds the max − min of the "
-            "student-alone seeds in every set and scale. The official DIPNet and the peers "
-            "(other imported releases, named by paper) close the table.",
+            caption=f"{judged} The official DIPNet and the peers (other imported releases, "
+            "named by paper) close the table.",
         )
     ]
     figures = [
@@ -188,14 +219,15 @@ def plan(section: dict[str, Any], config: dict[str, Any], paths: Paths) -> Plan:
             files={"summary": paths.summary, "cost": paths.cost, "catalog": paths.catalog},
             params={**named, "test_set": fig_set, "scale": paths.scales[-1]},
             caption=f"PSNR-Y on {fig_set} ×{paths.scales[-1]} against batch-1 CPU latency; "
-            "peers (other imported releases) as diamonds; the dashed line joins the "
-            "Pareto-optimal models.",
+            "a stage with several seeds as their mean (large) and each seed (small); peers "
+            "(other imported releases) as diamonds; the dashed line joins the Pareto-optimal "
+            "models (means for stages with several seeds).",
         )
     ]
-    roles = {stage: [model(stage)] for stage in ("ehr", "anchors", "reparam", "pruned")}
+    stages = ("ehr", "anchors", "reparam", "pruned", "progressive")
+    roles = {stage: [model(stage, k) for k in range(chains)] for stage in stages}
     roles |= {
         "alone": [m.name for m in trained],
-        "progressive": [model("progressive")],
         "teacher": [teacher],
         **({"official": [official]} if official else {}),
     }
