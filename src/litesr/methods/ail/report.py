@@ -329,6 +329,7 @@ def ladder_figure(summary: str, rungs: list, start: str, out: str) -> Path:
         y="dB",
         hue="gain",
         col="set",
+        col_order=list(dict.fromkeys(table.set)),  # the config's order of test sets
         row="scale",
         kind="line",
         marker="o",
