@@ -62,6 +62,9 @@ def claim(**kw) -> dict:
         ({"kind": "at_least", "paper": -0.02, "tolerance": 0.1}, -0.11, 0.0, "reproduced"),
         ({"kind": "at_least", "paper": -0.02, "tolerance": 0.1}, -0.5, 0.0, "not reproduced"),
         ({"paper": 0.25}, math.nan, 0.0, "not run"),
+        ({"paper": 0.25}, 0.20, math.nan, "reproduced (one seed)"),
+        ({"paper": None, "expect": 1}, -0.01, math.nan, "not reproduced (one seed)"),
+        ({"kind": "at_least", "paper": -0.02, "tolerance": 0.1}, -0.11, math.nan, "reproduced"),
     ],
 )
 def test_verdicts(kw, value, spread, expected):
@@ -87,7 +90,7 @@ def test_scores_differences_means_of_seeds_and_relative_cost():
     table = score(claims, acc, cost({"n": 70.0, "o": 100.0, "authors-a": 1.0})).set_index("id")
     assert table.loc["gain", "ours"] == pytest.approx(0.3)
     assert table.loc["gain", "authors"] == pytest.approx(0.3)
-    assert table.loc["gain", "verdict"] == "reproduced"
+    assert table.loc["gain", "verdict"] == "reproduced (one seed)"
     assert table.loc["seeds", "ours"] == pytest.approx(0.2)
     assert table.loc["seeds", "spread"] == pytest.approx(0.3)
     assert table.loc["seeds", "verdict"] == "not shown (within seed spread)"
@@ -143,7 +146,8 @@ def test_single_model_roles_take_the_spread_of_the_role_the_claim_names():
     table = score(claims, acc, cost({})).set_index("id")
     assert table.loc["stage", "spread"] == pytest.approx(0.3)
     assert table.loc["stage", "verdict"] == "not shown (within seed spread)"
-    assert table.loc["none", "spread"] == 0 and table.loc["none", "verdict"] == "reproduced"
+    assert math.isnan(table.loc["none", "spread"])
+    assert table.loc["none", "verdict"] == "reproduced (one seed)"
     assert table.loc["own", "spread"] == pytest.approx(0.1)
 
 
@@ -227,9 +231,10 @@ def test_why_is_a_scorecard_column_printed_only_under_unsettled_verdicts():
             claim(id="plain", paper=0.25, ours=["old", "new"]),
         ],
     }
-    roles = {"new": ["n"], "old": ["o"], "half": ["h"]}
-    claims = resolve(doc, roles, ["n", "o", "h"], ["Set5"])
-    table = score(claims, summary({"n": 30.3, "o": 30.0, "h": 30.05}), cost({}))
+    roles = {"new": ["n0", "n1"], "old": ["o"], "half": ["h0", "h1"]}
+    claims = resolve(doc, roles, ["n0", "n1", "o", "h0", "h1"], ["Set5"])
+    acc = summary({"n0": 30.3, "n1": 30.31, "o": 30.0, "h0": 30.05, "h1": 30.06})
+    table = score(claims, acc, cost({}))
     assert list(table.verdict) == [
         "reproduced", "not reproduced", "sign only", "not run", "not reproduced",
     ]  # fmt: skip
@@ -238,12 +243,21 @@ def test_why_is_a_scorecard_column_printed_only_under_unsettled_verdicts():
     assert [r["why"] for r in rows] == ["", "w2", "Deviation d2", "", ""]
 
 
+def test_one_seed_a_side_is_unsettled_and_prints_its_why():
+    doc = {"paper": "P", "claims": [claim(paper=0.25, ours=["new", "old"], why="w")]}
+    claims = resolve(doc, {"new": ["n"], "old": ["o"]}, ["n", "o"], ["Set5"])
+    table = score(claims, summary({"n": 30.3, "o": 30.0}), cost({}))
+    assert table.verdict[0] == "reproduced (one seed)" and math.isnan(table.spread[0])
+    (row,) = for_print(table.assign(config="c.yaml"))["papers"][0]["rows"]
+    assert row["why"] == "w" and row["ours"] == "+0.30 dB"
+
+
 def test_a_scorecard_written_before_the_why_column_still_prints():
     claims = resolve({"paper": "P", "claims": [claim(expect=1, ours=["a", "b"])]},
                      {"a": ["x"], "b": ["y"]}, ["x", "y"], ["Set5"])  # fmt: skip
     table = score(claims, summary({"x": 29.0, "y": 30.0}), cost({})).drop(columns="why")
     (row,) = for_print(table.assign(config="c.yaml"))["papers"][0]["rows"]
-    assert row["verdict"] == "not reproduced" and row["why"] == ""
+    assert row["verdict"] == "not reproduced (one seed)" and row["why"] == ""
 
 
 def test_the_ail_and_dipnet_claims_say_why_a_cpu_run_cannot_settle_them():

@@ -6,7 +6,8 @@ Kinds of claim and their verdicts (``effect`` = ours, ``p`` = paper):
 - ``gain``: p (or, with no number, the sign of ``expect``) says which way a change goes.
   *reproduced*: same sign and at least half the size (any size when the paper gives no
   number); *sign only*: same sign, smaller; *not reproduced*: the other sign; *not shown*:
-  within the seed spread.
+  within the seed spread. An accuracy change of ours from one seed on each side (no spread
+  to weigh it against) gets its verdict with *(one seed)* appended, printed as unsettled.
 - ``at_least``: the change is no worse than p − ``tolerance`` (e.g. a pruning loss).
 - ``parity``: the change (or value) is within ``tolerance`` of p.
 - a claim with no model of ours in this run (or no row for its set and scale) is *not run*.
@@ -38,6 +39,13 @@ COLUMNS = [
 ]  # fmt: skip
 EXPLAINED = ("sign only", "not shown", "not reproduced")
 """Verdicts (their start) under which the printed scorecard shows a claim's ``why``."""
+ONE_SEED = " (one seed)"
+"""Appended to a gain verdict on one seed a side: no spread, so the effect is not settled."""
+
+
+def unsettled(verdict: str) -> bool:
+    """Whether the printed scorecard shows the claim's ``why`` under this verdict."""
+    return verdict.startswith(EXPLAINED) or verdict.endswith(ONE_SEED)
 
 
 def _values(models: list[str], claim: dict, summary: pd.DataFrame, cost: pd.DataFrame):
@@ -54,13 +62,17 @@ def _values(models: list[str], claim: dict, summary: pd.DataFrame, cost: pd.Data
 def effect(groups: list[list[str]], claim: dict, summary, cost) -> tuple[float, float]:
     """(our number, seed spread): the value of a, or a − b (relative % for cost metrics). The
     spread is the largest max − min of the groups' seeds or, where each group has one model,
-    that of the claim's ``spread`` models (the seeds of another role), else 0."""
+    that of the claim's ``spread`` models (the seeds of another role), else unknown (NaN) for
+    an accuracy metric and 0 for a cost one (no seed changes a parameter count)."""
     if not groups:
         return math.nan, math.nan
     values = [_values(models, claim, summary, cost) for models in groups]
     spread = max(float(np.ptp(v)) if len(v) > 1 else 0.0 for v in values)
-    if all(len(v) == 1 for v in values) and len(claim.get("spread") or []) > 1:
-        spread = float(np.ptp(_values(claim["spread"], claim, summary, cost)))
+    if all(len(v) == 1 for v in values):
+        if len(claim.get("spread") or []) > 1:
+            spread = float(np.ptp(_values(claim["spread"], claim, summary, cost)))
+        elif claim["metric"] in ACCURACY:
+            spread = math.nan
     means = [float(np.mean(v)) for v in values]
     if len(means) == 1:
         return means[0], spread
@@ -83,8 +95,10 @@ def verdict(claim: dict, value: float, spread: float) -> str:
         return "not shown (within seed spread)"
     sign = math.copysign(1, paper) if paper else claim["expect"]
     if value * sign <= 0:
-        return "not reproduced"
-    return "reproduced" if paper is None or abs(value) >= abs(paper) / 2 else "sign only"
+        judged = "not reproduced"
+    else:
+        judged = "reproduced" if paper is None or abs(value) >= abs(paper) / 2 else "sign only"
+    return judged + ONE_SEED if math.isnan(spread) else judged
 
 
 def score(claims: list[dict], summary: pd.DataFrame, cost: pd.DataFrame) -> pd.DataFrame:
@@ -175,7 +189,7 @@ def for_print(table: pd.DataFrame) -> dict[str, Any]:
                 paper = "higher" if r.expect > 0 else "lower"
             accuracy = r.metric in ACCURACY
             why = getattr(r, "why", "")
-            explained = isinstance(why, str) and r.verdict.startswith(EXPLAINED)
+            explained = isinstance(why, str) and unsettled(r.verdict)
             lines.append(
                 {
                     "claim": r.claim,
