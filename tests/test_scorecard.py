@@ -211,6 +211,7 @@ def test_why_and_deviations_are_read_and_checked_against_the_methods_deviations(
         ({"why": "two\nlines"}, None, "one line"),
         ({"why": "x" * 201}, None, "one line"),
         ({"why": " "}, None, "one line"),
+        ({"not_run": "two\nlines"}, None, "`not_run` is one line"),
     ],
 )
 def test_a_bad_why_or_deviation_is_named(tmp_path, extra, deviations, named):
@@ -238,9 +239,24 @@ def test_why_is_a_scorecard_column_printed_only_under_unsettled_verdicts():
     assert list(table.verdict) == [
         "reproduced", "not reproduced", "sign only", "not run", "not reproduced",
     ]  # fmt: skip
-    assert list(table.why) == ["w1 (deviation d1)", "w2", "Deviation d2", "w3", ""]
+    assert list(table.why) == ["w1 (deviation d1)", "w2", "Deviation d2", "", ""]
     rows = for_print(table.assign(config="c.yaml"))["papers"][0]["rows"]
     assert [r["why"] for r in rows] == ["", "w2", "Deviation d2", "", ""]
+
+
+def test_a_claim_not_run_prints_its_not_run_reason_and_not_its_why():
+    doc = {
+        "paper": "P",
+        "claims": [
+            claim(id="blocked", expect=1, ours=["new", "missing"], why="w", not_run="needs a GPU"),
+            claim(id="scale", expect=1, ours=["new", "missing"], why="w"),
+        ],
+    }
+    claims = resolve(doc, {"new": ["n"]}, ["n"], ["Set5"])
+    table = score(claims, summary({"n": 30.0}), cost({}))
+    assert list(table.verdict) == ["not run", "not run"]
+    rows = for_print(table.assign(config="c.yaml"))["papers"][0]["rows"]
+    assert [r["why"] for r in rows] == ["needs a GPU", ""]
 
 
 def test_one_seed_a_side_is_unsettled_and_prints_its_why():

@@ -13,7 +13,9 @@ one, a single-model claim has no spread. The ``authors`` models are roles too, o
 Where a run cannot settle a claim (a CPU budget, a deviation from the authors' code), the
 claim says why in one line: ``why`` (text) and/or ``deviations`` (ids of the method's
 ``deviations.yaml`` beside the claims file, checked here). The scorecard prints it under a
-claim whose verdict is *sign only*, *not shown* or *not reproduced*.
+claim whose verdict is *sign only*, *not shown*, *not reproduced* or one seed's. Where a
+config of the repository cannot train the claim's model at all, ``not_run`` says why in one
+line, printed under the claim's *not run* (a run that merely lacks a scale needs none).
 
 The workflow's plan (:mod:`litesr.methods.collect`) loads and resolves the claims; the
 report's scorecard scores them. This module imports neither.
@@ -36,12 +38,12 @@ COST = {
 }
 KINDS = ("gain", "at_least", "parity")
 FIELDS = {"id", "claim", "source", "metric", "set", "scale", "kind", "paper", "expect",
-          "tolerance", "ours", "authors", "spread", "why", "deviations"}  # fmt: skip
+          "tolerance", "ours", "authors", "spread", "why", "not_run", "deviations"}  # fmt: skip
 WHY_MAX = 200
+"""Longest ``why`` or ``not_run`` (characters): it is printed as one line under the claim."""
 DEVIATIONS_FILE = "deviations.yaml"
 """A method's audit beside its claims (read here for its ids only; its form is checked by
 :mod:`litesr.methods.deviations`, which this module does not import)."""
-"""Longest ``why`` (characters): it is printed as one line under the claim."""
 
 
 def load_claims(path: Path) -> dict[str, Any]:
@@ -77,11 +79,15 @@ def load_claims(path: Path) -> dict[str, Any]:
 def _check_why(claim: dict[str, Any], where: str, path: Path) -> None:
     """``why`` is one line of text; every id of ``deviations`` is in the method's
     ``deviations.yaml`` beside the claims file."""
-    why = claim.get("why")
-    if why is not None and (
-        not isinstance(why, str) or not why.strip() or "\n" in why.strip() or len(why) > WHY_MAX
-    ):
-        raise ValueError(f"{where}: `why` is one line of text ({WHY_MAX} characters at most)")
+    for key in ("why", "not_run"):
+        text = claim.get(key)
+        if text is not None and (
+            not isinstance(text, str)
+            or not text.strip()
+            or "\n" in text.strip()
+            or len(text) > WHY_MAX
+        ):
+            raise ValueError(f"{where}: `{key}` is one line of text ({WHY_MAX} characters at most)")
     ids = claim.get("deviations")
     if ids is None:
         return

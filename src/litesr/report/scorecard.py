@@ -13,8 +13,9 @@ Kinds of claim and their verdicts (``effect`` = ours, ``p`` = paper):
 - a claim with no model of ours in this run (or no row for its set and scale) is *not run*.
 
 A claim's ``why`` (and the deviations it names) is kept in the ``why`` column and printed
-under the claim when the verdict is one of :data:`EXPLAINED` (a *not run* row needs none: the
-run lacks the model, set or scale).
+under the claim when the verdict is unsettled (:func:`unsettled`). A *not run* row keeps the
+claim's ``not_run`` there instead (why no config here trains its model), printed where given;
+without it a *not run* row needs no reason: the run lacks the model, set or scale.
 
 PSNR/SSIM changes are in dB / SSIM units; cost changes are relative, in %.
 """
@@ -44,8 +45,9 @@ ONE_SEED = " (one seed)"
 
 
 def unsettled(verdict: str) -> bool:
-    """Whether the printed scorecard shows the claim's ``why`` under this verdict."""
-    return verdict.startswith(EXPLAINED) or verdict.endswith(ONE_SEED)
+    """Whether the printed scorecard shows the claim's ``why`` under this verdict (a *not run*
+    row shows its ``not_run`` wherever the claim has one)."""
+    return verdict.startswith(EXPLAINED) or verdict.endswith(ONE_SEED) or verdict == "not run"
 
 
 def _values(models: list[str], claim: dict, summary: pd.DataFrame, cost: pd.DataFrame):
@@ -132,7 +134,7 @@ def score(claims: list[dict], summary: pd.DataFrame, cost: pd.DataFrame) -> pd.D
                 "ours": ours,
                 "spread": spread,
                 "verdict": judged,
-                "why": why_line(claim),
+                "why": claim.get("not_run", "") if judged == "not run" else why_line(claim),
                 "ours_models": " − ".join("+".join(g) for g in claim["ours"]),
                 "authors_models": " − ".join("+".join(g) for g in claim["authors"]),
             }
@@ -177,7 +179,8 @@ def _number(value: float, unit: str, spread: float = math.nan) -> str:
 def for_print(table: pd.DataFrame) -> dict[str, Any]:
     """The scorecard as the report's first page shows it: one group per paper; a row's
     ``paper_set`` is the paper's set where the run measured another one (else empty) and its
-    ``why`` the claim's reason where the verdict is one of :data:`EXPLAINED` (else empty)."""
+    ``why`` the claim's reason where the verdict is unsettled, or its ``not_run`` (else
+    empty)."""
     papers = []
     for name, rows in table.groupby("paper_name", sort=False):
         lines = []
