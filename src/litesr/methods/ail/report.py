@@ -3,6 +3,7 @@ the paper-form table. Width and variant come from the models' own metadata (the 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import matplotlib
@@ -317,6 +318,11 @@ def ladder_table(
     return pd.DataFrame.from_dict(out, orient="index").fillna("")
 
 
+def _by_number(name: str) -> tuple:
+    """A set name's sort key with its digits read as a number (Set5 before Set14)."""
+    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name))
+
+
 def ladder_figure(summary: str, rungs: list, start: str, out: str) -> Path:
     """Both gains against steps per round (log axis), one panel per set and scale: seeds as
     dots, their mean as a line; the authors' AIL − start as a dashed line."""
@@ -329,7 +335,7 @@ def ladder_figure(summary: str, rungs: list, start: str, out: str) -> Path:
         y="dB",
         hue="gain",
         col="set",
-        col_order=list(dict.fromkeys(table.set)),  # the config's order of test sets
+        col_order=sorted(set(gains.set), key=_by_number),  # Set5 before Set14
         row="scale",
         kind="line",
         marker="o",
