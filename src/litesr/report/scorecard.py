@@ -13,7 +13,7 @@ Kinds of claim and their verdicts (``effect`` = ours, ``p`` = paper):
 - a claim with no model of ours in this run (or no row for its set and scale) is *not run*.
 
 A claim's ``why`` (and the deviations it names) is kept in the ``why`` column and printed
-under the claim when the verdict is unsettled (:func:`unsettled`). A *not run* row keeps the
+under the claim when the verdict is unsettled (:func:`prints_why`). A *not run* row keeps the
 claim's ``not_run`` there instead (why no config here trains its model), printed where given;
 without it a *not run* row needs no reason: the run lacks the model, set or scale.
 
@@ -44,9 +44,9 @@ ONE_SEED = " (one seed)"
 """Appended to a gain verdict on one seed a side: no spread, so the effect is not settled."""
 
 
-def unsettled(verdict: str) -> bool:
-    """Whether the printed scorecard shows the claim's ``why`` under this verdict (a *not run*
-    row shows its ``not_run`` wherever the claim has one)."""
+def prints_why(verdict: str) -> bool:
+    """Whether the printed scorecard shows the row's ``why`` under this verdict: an unsettled
+    one, or *not run* (where the row holds the claim's ``not_run``, else nothing)."""
     return verdict.startswith(EXPLAINED) or verdict.endswith(ONE_SEED) or verdict == "not run"
 
 
@@ -192,7 +192,7 @@ def for_print(table: pd.DataFrame) -> dict[str, Any]:
                 paper = "higher" if r.expect > 0 else "lower"
             accuracy = r.metric in ACCURACY
             why = getattr(r, "why", "")
-            explained = isinstance(why, str) and unsettled(r.verdict)
+            explained = isinstance(why, str) and prints_why(r.verdict)
             lines.append(
                 {
                     "claim": r.claim,
