@@ -428,6 +428,31 @@ def test_plan_refuses_bad_sections(change, match):
         plan(section, config, paths)
 
 
+def test_teacher_may_be_an_imported_release_with_block_features():
+    """dipnet_seeds_cpu distils from NTIRE 2024's RLFN release; a release without block
+    features (SPAN) or not imported is refused by name."""
+    config = yaml.safe_load((REPO / "config" / "dipnet_seeds_cpu.yaml").read_text())
+    check_schema(config, REPO / "config" / "schema.yaml")
+    section = config["methods"]["dipnet"]
+    paths = Paths(scales=[4], train_set="SunHays80", test_sets=["Set5", "Set14"])
+    p = plan(section, config, paths)
+    distils = [m for m in p.made if m.step == "distil"]
+    assert len(distils) == 6  # ehr and anchors, 3 chains
+    assert {m.inputs["teacher"] for m in distils} == {"authors-rlfn_ntire2024"}
+    assert p.roles["teacher"] == ["authors-rlfn_ntire2024"]
+    assert len(p.roles["anchors"]) == len(p.roles["progressive"]) == len(p.roles["alone"]) == 3
+    config["methods"]["authors"]["releases"].append("span_ch28_ntire2024")
+    for teacher, match in [
+        ("authors-span_ch28_ntire2024", r"arch in \('edsr', 'rlfn'\) \(got span\)"),
+        ("authors-ail_vdsr64_teacher", "got no such model"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            plan({**section, "teacher": teacher}, config, paths)
+    student = {**section["student"], "feature_channels": 48, "mid_channels": 48}
+    with pytest.raises(ValueError, match="not larger"):
+        plan({**section, "student": student}, config, paths)
+
+
 def test_pareto_front_by_hand():
     latency = np.array([10.0, 5.0, 20.0, 5.0, 30.0])
     psnr = np.array([30.0, 29.0, 29.5, 28.0, 31.0])

@@ -169,6 +169,17 @@ def imported(config: dict[str, Any]) -> dict[str, Release]:
     return found
 
 
+def arch_and_args(config: dict[str, Any], name: str) -> tuple[str, dict[str, Any]] | None:
+    """The arch and args of the model ``name``: one of the config's ``models`` or an
+    imported release (:func:`imported`); None where it is neither. Methods whose teacher or
+    start may be either read it here."""
+    spec = config.get("models", {}).get(name)
+    if spec:
+        return spec["arch"], spec.get("args", {})
+    rel = imported(config).get(name)
+    return (rel.arch, rel.args) if rel else None
+
+
 def _check_listed_hash(path: Path, digest: str) -> None:
     """Compare with the folder's SHA256SUMS where it lists the file (nothing to do otherwise)."""
     sums = path.parent / "SHA256SUMS"

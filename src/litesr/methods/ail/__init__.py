@@ -50,14 +50,9 @@ def student(width: int, variant: str, seed: int | None = None) -> str:
 def vdsr_args(config: dict[str, Any], key: str, name: str) -> dict[str, Any]:
     """The args of the vdsr model ``name`` (of ``models`` or an imported authors' model); a
     ValueError naming ``key`` otherwise."""
-    spec = config["models"].get(name)
-    if spec:
-        found = (spec["arch"], spec.get("args", {}))
-    else:
-        from litesr.models.releases import imported  # imports torch: not at module level
+    from litesr.models.releases import arch_and_args  # imports torch: not at module level
 
-        rel = imported(config).get(name)
-        found = (rel.arch, rel.args) if rel else None
+    found = arch_and_args(config, name)
     if found is None or found[0] != "vdsr":
         raise ValueError(
             f"{key}: {name!r} must name a vdsr model of `models` or of methods.authors.releases "

@@ -2,11 +2,12 @@
 
 Every row of the ablation is its own reported model (``<name>-<stage>``, one model file each):
 
-1. the teacher is a model of the config's ``models`` (``teacher``), trained there with L1 by
-   the shared ``train`` rule. We use the EDSR of ``models`` (the residual EDSR baseline in the
-   paper-scale config): it is the registry's strongest RGB network, exposes its residual
-   blocks' features for the anchors, and is checked here to have more parameters than the
-   deployed student;
+1. the teacher (``teacher``) is a model of the config's ``models``, trained there with L1 by
+   the shared ``train`` rule, or an imported release (``authors-<release>``, a converged
+   network that costs no training). dipnet_cpu and dipnet_gpu use the EDSR of ``models``: the
+   registry's strongest RGB network, which exposes its residual blocks' features for the
+   anchors; dipnet_seeds_cpu uses NTIRE 2024's RLFN baseline. It is checked here to give
+   block features and to have more parameters than the deployed student;
 2. ``alone-s<k>``: the RRB student (``rlfn`` with ``rrb_expand``: every 3×3 conv of the blocks a
    :class:`~litesr.compress.reparam.RepBlock`) trained plainly with L1 on HR, once per seed
    (the seed spread the other stages are judged against); ``ehr``: the same budget and seed
@@ -72,14 +73,17 @@ def official_model(config: dict[str, Any]) -> str | None:
 def check_teacher(section: dict[str, Any], config: dict[str, Any], student: dict) -> str:
     """The teacher's model name, if it exists, gives block features and is larger than the
     deployed (merged) student."""
+    from litesr.models.releases import arch_and_args  # imports torch: not at module level
+
     teacher = section["teacher"]
-    spec = config["models"].get(teacher)
-    if spec is None or spec["arch"] not in FEATURE_ARCHS:
+    found = arch_and_args(config, teacher)
+    if found is None or found[0] not in FEATURE_ARCHS:
         raise ValueError(
-            f"dipnet.teacher: {teacher!r} must name a model of `models` with arch in "
-            f"{FEATURE_ARCHS} (got {spec['arch'] if spec else 'no such model'})"
+            f"dipnet.teacher: {teacher!r} must name a model of `models` or of "
+            f"methods.authors.releases with arch in {FEATURE_ARCHS} "
+            f"(got {found[0] if found else 'no such model'})"
         )
-    t_params = _params(spec["arch"], spec.get("args", {}))
+    t_params = _params(*found)
     s_params = _params("rlfn", {**student, "rrb_expand": 0})
     if t_params <= s_params:
         raise ValueError(
