@@ -615,10 +615,3 @@ def test_ladder_table_and_figure_show_both_gains_per_rung(tmp_path):
     path = tmp_path / "summary.tsv"
     summary.to_csv(path, sep="\t", index=False)
     assert ladder_figure(str(path), rungs, "start", str(tmp_path / "ladder.png")).stat().st_size
-
-
-def test_ladder_panels_read_a_set_names_digits_as_a_number():
-    from litesr.methods.ail.report import _by_number
-
-    names = ["Set14", "Urban100", "Set5", "B100", "291"]
-    assert sorted(names, key=_by_number) == ["291", "B100", "Set5", "Set14", "Urban100"]

@@ -124,6 +124,27 @@ def test_summary_averages_over_images_not_pixels():
     assert out.psnr_y.item() == 25.0 and out.ssim_y.item() == pytest.approx(0.7)
 
 
+def test_summary_rows_go_by_model_then_set_in_report_order():
+    rows = pd.DataFrame(
+        {
+            "model": ["b", "a", "a", "a"],
+            "set": ["Set5", "Set14", "Set5", "Set5"],
+            "scale": [4, 4, 4, 2],
+            "image": "x",
+            "psnr_y": 30.0,
+            "ssim_y": 0.9,
+            "psnr_rgb": 29.0,
+        }
+    )
+    out = summarize(rows)
+    assert list(zip(out.model, out.set, out.scale, strict=True)) == [
+        ("a", "Set5", 2),
+        ("a", "Set5", 4),
+        ("a", "Set14", 4),
+        ("b", "Set5", 4),
+    ]
+
+
 def test_model_evaluation_rounds_output_like_a_png(tmp_path):
     torch.manual_seed(0)
     model = build("edsr", scale=2, n_resblocks=1, n_feats=8)

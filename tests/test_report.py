@@ -14,6 +14,7 @@ from PIL import Image
 
 from litesr.claims import resolve
 from litesr.data.images import write_png
+from litesr.data.sets import column_key, in_set_order
 from litesr.evaluate.run import summarize
 from litesr.report.draw import make_figure
 from litesr.report.figures import PAGE_WIDTH_IN, compact, log_axis
@@ -146,6 +147,34 @@ def test_table_has_paper_cells():
     table = psnr_ssim_table(summary)
     assert table.loc["bicubic", ("Set5", "×4")] == "28.42 / 0.8104"
     assert table.loc["bicubic", ("Set5", "×2")] == "33.66 / 0.9299"
+
+
+def test_sets_read_in_the_field_order_then_by_name_with_numbers():
+    names = ["Set14", "Urban100", "Set5", "B100", "291", "img10", "img9"]
+    assert in_set_order(names) == ["Set5", "Set14", "B100", "Urban100", "291", "img9", "img10"]
+    labels = ["Set14 ×4", "Set5 ×4", "Set5 ×2", "Urban100 ×2"]  # the method tables' columns
+    assert sorted(labels, key=column_key) == ["Set5 ×2", "Set5 ×4", "Set14 ×4", "Urban100 ×2"]
+    assert sorted([("Set14", 2), ("Set5", 4)], key=column_key) == [("Set5", 4), ("Set14", 2)]
+
+
+def test_table_columns_follow_the_set_order_then_the_scale():
+    summary = pd.DataFrame(
+        {
+            "model": "m",
+            "set": ["Set14", "Set14", "Set5", "Set5", "B100"],
+            "scale": [4, 2, 4, 2, 2],
+            "psnr_y": 30.0,
+            "ssim_y": 0.9,
+        }
+    )
+    columns = list(psnr_ssim_table(summary).columns)
+    assert columns == [
+        ("Set5", "×2"),
+        ("Set5", "×4"),
+        ("Set14", "×2"),
+        ("Set14", "×4"),
+        ("B100", "×2"),
+    ]
 
 
 def toy_table(summary, cost, catalog, n):

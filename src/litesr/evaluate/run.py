@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from litesr.atomic import atomic_dir
 from litesr.data.images import list_images, read_image, stored_grey, write_png
 from litesr.data.resize import bicubic_upsample
+from litesr.data.sets import in_set_order
 from litesr.device import resolve_device
 from litesr.evaluate.metrics import psnr_rgb, psnr_y, ssim_min_side, ssim_y
 from litesr.models.store import load_model
@@ -281,9 +282,15 @@ def check_sizes(hr_paths: list[Path], scale: int) -> list[tuple[int, int]]:
 
 
 def summarize(per_image: pd.DataFrame) -> pd.DataFrame:
-    """Average over images (not pixels), one row per model, set and scale."""
-    return (
+    """Average over images (not pixels), one row per model, set and scale; by model, then
+    sets in report order (:mod:`litesr.data.sets`), then scale."""
+    means = (
         per_image.groupby(["model", "set", "scale"], sort=True)[["psnr_y", "ssim_y", "psnr_rgb"]]
         .mean()
         .reset_index()
     )
+    rank = {name: i for i, name in enumerate(in_set_order(means.set))}
+    means = means.sort_values(
+        ["model", "set", "scale"], key=lambda c: c.map(rank) if c.name == "set" else c
+    )
+    return means.reset_index(drop=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from litesr.data.sets import column_key
+
 
 def psnr_ssim_table(summary: pd.DataFrame) -> pd.DataFrame:
     """Rows: models; columns: (set, ×scale); cells: ``PSNR / SSIM`` as in SR papers."""
@@ -13,7 +15,8 @@ def psnr_ssim_table(summary: pd.DataFrame) -> pd.DataFrame:
     )
     order = list(dict.fromkeys(summary.model))
     table = cells.pivot(index="model", columns=["set", "scale"], values="cell")
-    return table.reindex(order).sort_index(axis=1)
+    columns = pd.MultiIndex.from_tuples(sorted(table.columns, key=column_key))
+    return table.reindex(index=order, columns=columns)
 
 
 def cost_table(cost: pd.DataFrame) -> pd.DataFrame:

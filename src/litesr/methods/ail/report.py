@@ -3,7 +3,6 @@ the paper-form table. Width and variant come from the models' own metadata (the 
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import matplotlib
@@ -19,6 +18,7 @@ from matplotlib import ticker  # noqa: E402
 from litesr.data.color import luma  # noqa: E402
 from litesr.data.images import read_image  # noqa: E402
 from litesr.data.resize_torch import upsample_bicubic  # noqa: E402
+from litesr.data.sets import column_key, in_set_order  # noqa: E402
 from litesr.methods.ail.importance import AILTask, Importance  # noqa: E402
 from litesr.methods.ail.rounds import round_files  # noqa: E402
 from litesr.models.releases import model_name  # noqa: E402
@@ -210,6 +210,7 @@ def ail_table(
     )
     measured["column"] = measured.set + " ×" + measured.scale.astype(str)
     psnr = measured.pivot_table(index="model", columns="column", values="psnr_y")
+    psnr = psnr[sorted(psnr.columns, key=column_key)]  # Set5 before Set14
     ssim = measured.pivot_table(index="model", columns="column", values="ssim_y")
     cost_of = measured.groupby("model")[["params", "macs_720p_G"]].first()
     info = rows.groupby("model")[["width", "variant"]].first()
@@ -293,6 +294,7 @@ def ladder_table(
     AIL − plain and the seed spread of AIL − plain; a last row with the authors' gain."""
     gains = ladder_gains(summary, rungs, start)
     table = gains.groupby(["steps", "set", "scale", "gain"])["dB"].mean().unstack(["set", "scale"])
+    table = table[sorted(table.columns, key=column_key)]
     out: dict[str, dict[str, str]] = {}
     for steps, _groups in rungs:
         if steps not in table.index.get_level_values(0):
@@ -318,11 +320,6 @@ def ladder_table(
     return pd.DataFrame.from_dict(out, orient="index").fillna("")
 
 
-def _by_number(name: str) -> tuple:
-    """A set name's sort key with its digits read as a number (Set5 before Set14)."""
-    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name))
-
-
 def ladder_figure(summary: str, rungs: list, start: str, out: str) -> Path:
     """Both gains against steps per round (log axis), one panel per set and scale: seeds as
     dots, their mean as a line; the authors' AIL − start as a dashed line."""
@@ -335,7 +332,7 @@ def ladder_figure(summary: str, rungs: list, start: str, out: str) -> Path:
         y="dB",
         hue="gain",
         col="set",
-        col_order=sorted(set(gains.set), key=_by_number),  # Set5 before Set14
+        col_order=in_set_order(gains.set),  # Set5 before Set14
         row="scale",
         kind="line",
         marker="o",

@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from litesr.data.sets import column_key  # noqa: E402
 from litesr.models.releases import releases  # noqa: E402
 from litesr.report.figures import save  # noqa: E402
 
@@ -108,6 +109,7 @@ def ablation_table(
     cost_cols = [c for c in COST if c in rows and rows[c].notna().any()]
     psnr = rows.groupby(["stage", "column"]).psnr_y
     mean, spread = psnr.mean().unstack(), (psnr.max() - psnr.min()).unstack()
+    mean = mean[sorted(mean.columns, key=column_key)]  # Set5 before Set14
     std, ssim = psnr.std().unstack(), rows.groupby(["stage", "column"]).ssim_y.mean().unstack()
     models = rows.drop_duplicates("model")  # each model's cost row (its first scale)
     seeds = rows.groupby("stage").model.nunique()
