@@ -21,7 +21,7 @@ from litesr.report.figures import PAGE_WIDTH_IN, compact, log_axis
 from litesr.report.pdf import build_report
 from litesr.report.provenance import config_hash, provenance
 from litesr.report.scorecard import write_scorecard
-from litesr.report.tables import psnr_ssim_table
+from litesr.report.tables import psnr_ssim_table, sets_in_order
 from litesr.tsv import write_tsv
 
 
@@ -155,6 +155,14 @@ def test_sets_read_in_the_field_order_then_by_name_with_numbers():
     labels = ["Set14 ×4", "Set5 ×4", "Set5 ×2", "Urban100 ×2"]  # the method tables' columns
     assert sorted(labels, key=column_key) == ["Set5 ×2", "Set5 ×4", "Set14 ×4", "Urban100 ×2"]
     assert sorted([("Set14", 2), ("Set5", 4)], key=column_key) == [("Set5", 4), ("Set14", 2)]
+    table = pd.DataFrame(columns=["params", "Set14 ×4", "Set5 ×4", "MACs", "Set5 ×2"])
+    assert list(sets_in_order(table).columns) == [
+        "params",
+        "Set5 ×2",
+        "Set5 ×4",
+        "MACs",
+        "Set14 ×4",
+    ]
 
 
 def test_table_columns_follow_the_set_order_then_the_scale():

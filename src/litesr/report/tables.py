@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 
 from litesr.data.sets import column_key
@@ -17,6 +19,14 @@ def psnr_ssim_table(summary: pd.DataFrame) -> pd.DataFrame:
     table = cells.pivot(index="model", columns=["set", "scale"], values="cell")
     columns = pd.MultiIndex.from_tuples(sorted(table.columns, key=column_key))
     return table.reindex(index=order, columns=columns)
+
+
+def sets_in_order(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with its ``"<set> ×<scale>"`` columns in report order (:mod:`litesr.data.sets`)
+    in the places they held; every other column keeps its place."""
+    labels = [c for c in table.columns if re.fullmatch(r".+ ×\d+", str(c))]
+    ordered = iter(sorted(labels, key=column_key))
+    return table[[next(ordered) if c in labels else c for c in table.columns]]
 
 
 def cost_table(cost: pd.DataFrame) -> pd.DataFrame:

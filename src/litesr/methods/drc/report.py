@@ -17,6 +17,7 @@ from litesr.methods.drc import CRITERIA  # noqa: E402
 from litesr.methods.drc.search import candidate_widths  # noqa: E402
 from litesr.models.store import read_meta  # noqa: E402
 from litesr.report.figures import save  # noqa: E402
+from litesr.report.tables import sets_in_order  # noqa: E402
 
 _ALPHA = re.compile(r"^p(\d+)_w(\d+)$")
 COST = {"params": "params", "macs_720p_G": "MACs_720p_G", "cpu_latency_ms": "CPU_ms"}
@@ -107,7 +108,7 @@ def drc_table(
                     f"{s} ×{k}": f"{v:+.2f} dB ({_verdict(v, spread[(s, k)], n)})"
                     for (s, k), v in diff.items()
                 }
-    return pd.DataFrame.from_dict(out, orient="index").fillna("")
+    return sets_in_order(pd.DataFrame.from_dict(out, orient="index").fillna(""))
 
 
 def diagnostic_table(
@@ -155,7 +156,7 @@ def diagnostic_table(
                 f"{s} ×{k}": f"{v:+.2f} dB ({_verdict(v, spread[(s, k)], n, criterion)})"
                 for (s, k), v in diff.items()
             }
-    return pd.DataFrame.from_dict(out, orient="index").fillna("")
+    return sets_in_order(pd.DataFrame.from_dict(out, orient="index").fillna(""))
 
 
 def _verdict(diff: float, spread: float, n: int, name: str = "DRC") -> str:

@@ -13,6 +13,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from litesr.report.figures import save  # noqa: E402
+from litesr.report.tables import sets_in_order  # noqa: E402
 
 ORDER = ("teacher", "plain-teacher", "memsr-init", "random-init", "memsr", "random", "residual")
 LABELS = {
@@ -79,7 +80,7 @@ def memsr_table(
             if a in psnr and b in psnr:
                 gain = psnr[a] - psnr[b]
                 out[f"{name} gain {label}"] = gain.map("{:+.2f} dB".format).to_dict()
-    return pd.DataFrame.from_dict(out, orient="index").fillna("")
+    return sets_in_order(pd.DataFrame.from_dict(out, orient="index").fillna(""))
 
 
 def _row(part: pd.DataFrame) -> dict:
