@@ -120,6 +120,7 @@ def test_a_set_the_run_lacks_is_replaced_by_its_first_test_set_and_said():
         ({"paper": None}, "expect"),
         ({"ours": [], "authors": []}, "needs `ours` or `authors`"),
         ({"colour": "red"}, "unknown key"),
+        ({"paired": True, "ours": ["a"]}, "paired"),
     ],
 )
 def test_a_bad_claims_file_is_named(tmp_path, bad, named):
@@ -149,6 +150,31 @@ def test_single_model_roles_take_the_spread_of_the_role_the_claim_names():
     assert math.isnan(table.loc["none", "spread"])
     assert table.loc["none", "verdict"] == "reproduced (one seed)"
     assert table.loc["own", "spread"] == pytest.approx(0.1)
+
+
+def test_paired_roles_are_judged_on_the_per_chain_differences():
+    """Chains k of two stages: +0.20, +0.25, +0.30 is shown against their spread 0.10, where
+    the stages' own seed spreads (0.5) would not separate them; unequal counts fall back."""
+    doc = {
+        "paper": "P",
+        "claims": [
+            claim(id="paired", expect=1, ours=["late", "early"], paired=True),
+            claim(id="unpaired", expect=1, ours=["late", "early"]),
+            claim(id="uneven", expect=1, ours=["late", "two"], paired=True),
+        ],
+    }
+    roles = {"late": ["l0", "l1", "l2"], "early": ["e0", "e1", "e2"], "two": ["e0", "e1"]}
+    early = {"e0": 30.0, "e1": 30.5, "e2": 30.2}
+    late = {"l0": 30.2, "l1": 30.75, "l2": 30.5}
+    claims = resolve(doc, roles, [*early, *late], ["Set5"])
+    table = score(claims, summary({**early, **late}), cost({})).set_index("id")
+    assert table.loc["paired", "ours"] == pytest.approx(0.25)
+    assert table.loc["paired", "spread"] == pytest.approx(0.10)
+    assert table.loc["paired", "verdict"] == "reproduced"
+    assert table.loc["unpaired", "ours"] == pytest.approx(0.25)
+    assert table.loc["unpaired", "spread"] == pytest.approx(0.55)
+    assert table.loc["unpaired", "verdict"] == "not shown (within seed spread)"
+    assert table.loc["uneven", "spread"] == pytest.approx(0.55)  # the larger max − min
 
 
 def test_every_claim_names_roles_the_repositorys_configs_provide():

@@ -6,7 +6,11 @@ about, by *role*: the method's plan maps roles to this run's model names
 and their max − min is the seed spread. Where every role of a claim has one model, ``spread``
 may name another role whose seeds give the spread instead (DIPNet's stages after the student
 alone are judged against the student alone's seeds, as its ablation table does); without
-one, a single-model claim has no spread. The ``authors`` models are roles too, or model names
+one, a single-model claim has no spread. ``paired: true`` says that the two roles' models are
+matched by position (one chain per seed: DIPNet's stages, each chain's stage made from the same
+chain's previous one at the same seed): the change is then the mean of the per-chain differences
+and the spread their max − min, which leaves out what varies between chains and not within one.
+The ``authors`` models are roles too, or model names
 (``authors-…``, imported by the ``authors`` method). A claim's ``kind`` is ``gain``,
 ``at_least`` or ``parity``; :mod:`litesr.report.scorecard` gives each its verdict.
 
@@ -38,7 +42,8 @@ COST = {
 }
 KINDS = ("gain", "at_least", "parity")
 FIELDS = {"id", "claim", "source", "metric", "set", "scale", "kind", "paper", "expect",
-          "tolerance", "ours", "authors", "spread", "why", "not_run", "deviations"}  # fmt: skip
+          "tolerance", "ours", "authors", "spread", "paired", "why", "not_run",
+          "deviations"}  # fmt: skip
 WHY_MAX = 200
 """Longest ``why`` or ``not_run`` (characters): it is printed as one line under the claim."""
 DEVIATIONS_FILE = "deviations.yaml"
@@ -72,6 +77,10 @@ def load_claims(path: Path) -> dict[str, Any]:
                 raise ValueError(f"{where}: `{key}` lists one model (a value) or two (a − b)")
         if not claim.get("ours") and not claim.get("authors"):
             raise ValueError(f"{where}: needs `ours` or `authors`")
+        if claim.get("paired") not in (None, True, False) or (
+            claim.get("paired") and len(claim.get("ours", [])) != 2
+        ):
+            raise ValueError(f"{where}: `paired: true` needs two roles in `ours` (a − b)")
         _check_why(claim, where, Path(path))
     return doc
 

@@ -30,7 +30,8 @@ With ``stage_seeds`` N > 1 the chain of stages 2–5 after the student alone (``
 ``anchors`` → ``reparam`` → ``pruned`` → ``progressive``) is made once per seed: seed k ≥ 1
 is ``<name>-<stage>-s<k>``, each of its recipes (distillation, pruning fine-tunes, progressive)
 at the config's seed + k, each stage reading the same chain's previous one. A stage is then
-judged on its seeds' distribution against the previous stage's, not on one model.
+judged chain by chain against the previous one (the student alone's seed k is chain k): the
+mean of the per-chain differences against their max − min, not one model against a spread.
 
 Fine-tunes (pruning, progressive) learn from ``target``: the teacher's output (``enhanced``,
 as stage 2) or the HR patches. When the config imports the authors' ×4 weights (the
@@ -202,9 +203,11 @@ def plan(section: dict[str, Any], config: dict[str, Any], paths: Paths) -> Plan:
             f"Each row adds one stage; every stage is the mean ± std of its seeds ({chains} "
             "per stage after the student alone, each chain of stages at its own seed). PSNR-Y "
             "/ SSIM-Y per set and scale; cost from the cost table, the mean over seeds (params "
-            "as a range where the pruned widths differ). A change counts as beyond the seed "
-            "spread when the difference of the two stages' means exceeds the larger of their "
-            "max − min over seeds in every set and scale."
+            "as a range where the pruned widths differ). Each stage is compared chain by "
+            "chain with the previous one (the student alone's seed k is chain k): a change "
+            "counts as beyond the seed spread when the mean of the per-chain differences "
+            "exceeds their max − min in every set and scale (with unequal seed counts, the "
+            "larger of the two stages' max − min)."
         )
     tables = [
         Table(

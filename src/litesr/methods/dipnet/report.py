@@ -89,6 +89,14 @@ def _cost_cells(models: pd.DataFrame, columns: list[str]) -> dict[str, str]:
     return cells
 
 
+def _by_chain(rows: pd.DataFrame, stage: str) -> pd.DataFrame:
+    """PSNR-Y of one stage's models by chain (rows; the plan's ``-s<k>`` suffix, none for chain
+    0) and ``set ×scale`` column."""
+    part = rows[rows.stage == stage]
+    chain = part.model.str.extract(r"-s(\d+)$")[0].fillna("0").astype(int)
+    return part.assign(chain=chain).pivot_table(index="chain", columns="column", values="psnr_y")
+
+
 def ablation_table(
     summary: pd.DataFrame,
     cost: pd.DataFrame,
@@ -101,9 +109,11 @@ def ablation_table(
     previous stage and whether it exceeds the seed spread in every set and scale; then the
     official DIPNet and the peers.
 
-    The spread is the max − min of the student-alone seeds for a stage with one seed, and the
-    larger of the two stages' max − min for a stage with several (two distributions, as the
-    scorecard judges a claim on two roles)."""
+    The spread is the max − min of the student-alone seeds for a stage with one seed. For a
+    stage with as many seeds as the previous one, chain k against chain k (the student
+    alone's seed k is chain k): the change is the mean of the per-chain differences and the
+    spread their max − min, as the scorecard judges a ``paired`` claim. Otherwise the larger
+    of the two stages' max − min."""
     rows = family(summary, cost, catalog, teacher, official)
     rows["column"] = rows.set + " ×" + rows.scale.astype(str)
     cost_cols = [c for c in COST if c in rows and rows[c].notna().any()]
@@ -138,14 +148,19 @@ def ablation_table(
                 cells[c] = f"{mean.at[stage, c]:.2f} / {ssim.at[stage, c]:.4f}"
         name = f"{label} ({seeds[stage]} seeds)" if several else label
         out[name] = {**cells, **costs(stage)}
-        if several and previous is not None:
+        if previous is not None:
+            delta = mean.loc[stage] - mean.loc[previous]
+        if several and previous is not None and seeds[previous] == seeds[stage]:
+            diffs = _by_chain(rows, stage) - _by_chain(rows, previous)
+            delta, against = diffs.mean()[mean.columns], (diffs.max() - diffs.min())[mean.columns]
+            whose = ", of the per-chain differences"
+        elif several and previous is not None:
             against, whose = spread.loc[[stage, previous]].max(), ", the larger of the two stages"
         elif previous is not None and seeds.get("alone", 0) > 1:
             against, whose = spread.loc["alone"], ""
         else:
             against = None
         if against is not None:
-            delta = mean.loc[stage] - mean.loc[previous]
             beyond = (delta.abs() > against).tolist()
             verdict = "yes" if all(beyond) else ("no" if not any(beyond) else "mixed")
             out[name]["Δ PSNR vs previous"] = " / ".join(f"{d:+.2f}" for d in delta)
