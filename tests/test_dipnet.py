@@ -547,7 +547,7 @@ def test_ablation_table_judges_stages_with_seeds_chain_by_chain():
     # anchors − ehr per chain +0.20, +0.30: +0.25 against 0.10, where the two stages' own
     # spreads (0.2, 0.3) would not separate them
     assert table.loc["+ anchors (2 seeds)", "Δ PSNR vs previous"] == "+0.25"
-    paired = "dB, of the per-chain differences)"
+    paired = "dB per chain)"
     assert verdict["+ anchors (2 seeds)"] == f"yes (spread 0.10 {paired}"
     assert verdict["+ re-parameterisation (2 seeds)"] == f"no (spread 0.00 {paired}"
     assert verdict["+ pruning (2 seeds)"] == f"yes (spread 0.20 {paired}"  # −0.2, −0.4

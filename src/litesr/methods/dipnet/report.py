@@ -153,7 +153,7 @@ def ablation_table(
         if several and previous is not None and seeds[previous] == seeds[stage]:
             diffs = _by_chain(rows, stage) - _by_chain(rows, previous)
             delta, against = diffs.mean()[mean.columns], (diffs.max() - diffs.min())[mean.columns]
-            whose = ", of the per-chain differences"
+            whose = " per chain"
         elif several and previous is not None:
             against, whose = spread.loc[[stage, previous]].max(), ", the larger of the two stages"
         elif previous is not None and seeds.get("alone", 0) > 1:
