@@ -550,6 +550,7 @@ def test_ablation_table_judges_stages_with_seeds_chain_by_chain():
     paired = "dB per chain)"
     assert verdict["+ anchors (2 seeds)"] == f"yes (spread 0.10 {paired}"
     assert verdict["+ re-parameterisation (2 seeds)"] == f"no (spread 0.00 {paired}"
+    assert table.loc["+ re-parameterisation (2 seeds)", "Δ PSNR vs previous"] == "+0.00"
     assert verdict["+ pruning (2 seeds)"] == f"yes (spread 0.20 {paired}"  # −0.2, −0.4
     assert verdict["+ progressive (2 seeds)"] == f"yes (spread 0.00 {paired}"  # +0.3 each
     assert table.loc["+ pruning (2 seeds)", "params"] == "700–800"

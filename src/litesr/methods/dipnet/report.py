@@ -163,7 +163,7 @@ def ablation_table(
         if against is not None:
             beyond = (delta.abs() > against).tolist()
             verdict = "yes" if all(beyond) else ("no" if not any(beyond) else "mixed")
-            out[name]["Δ PSNR vs previous"] = " / ".join(f"{d:+.2f}" for d in delta)
+            out[name]["Δ PSNR vs previous"] = " / ".join(f"{round(d, 2) + 0.0:+.2f}" for d in delta)
             out[name]["effect beyond seed spread?"] = (
                 f"{verdict} (spread {' / '.join(f'{s:.2f}' for s in against)} dB{whose})"
             )
