@@ -558,6 +558,33 @@ def test_ablation_table_judges_stages_with_seeds_chain_by_chain():
     assert table.loc["+ anchors (2 seeds)", "params"] == "1,000"
 
 
+def test_ablation_table_reads_sets_in_report_order_in_cells_and_changes():
+    """Set5 before Set14 in the columns and in the "Set5 / Set14" change text."""
+    models = ["dipnet-alone-s0", "dipnet-alone-s1", "dipnet-ehr", "t"]
+    summary = pd.DataFrame(
+        {
+            "model": models * 2,
+            "set": ["Set14"] * 4 + ["Set5"] * 4,
+            "scale": 4,
+            "psnr_y": [26.0, 26.1, 26.2, 28.0, 29.0, 29.1, 29.6, 32.0],
+            "ssim_y": 0.9,
+        }
+    )
+    cost = pd.DataFrame({"model": models, "scale": 4, "params": 1000})
+    catalog = pd.DataFrame(
+        {
+            "model": models,
+            "scale": 4,
+            "arch": "rlfn",
+            "method": ["dipnet"] * 3 + [""],
+            "variant": ["alone", "alone", "ehr", ""],
+        }
+    )
+    table = ablation_table(summary, cost, catalog, teacher="t")
+    assert [c for c in table.columns if "×" in c] == ["Set5 ×4", "Set14 ×4"]
+    assert table.loc["+ enhanced HR", "Δ PSNR vs previous"] == "+0.55 / +0.15"
+
+
 def test_peers_join_the_table_and_the_scatter_by_their_metadata(tmp_path):
     """Imported models other than the official DIPNet (``method`` "authors") are peers, named
     by their release's paper; other methods' models stay out."""

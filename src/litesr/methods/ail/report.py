@@ -24,6 +24,7 @@ from litesr.methods.ail.rounds import round_files  # noqa: E402
 from litesr.models.releases import model_name  # noqa: E402
 from litesr.models.store import load_model  # noqa: E402
 from litesr.report.figures import save  # noqa: E402
+from litesr.report.tables import sets_in_order  # noqa: E402
 
 COLORS = {"plain": "tab:blue", "ail": "tab:orange", "noteacher": "tab:green"}
 
@@ -210,7 +211,6 @@ def ail_table(
     )
     measured["column"] = measured.set + " ×" + measured.scale.astype(str)
     psnr = measured.pivot_table(index="model", columns="column", values="psnr_y")
-    psnr = psnr[sorted(psnr.columns, key=column_key)]  # Set5 before Set14
     ssim = measured.pivot_table(index="model", columns="column", values="ssim_y")
     cost_of = measured.groupby("model")[["params", "macs_720p_G"]].first()
     info = rows.groupby("model")[["width", "variant"]].first()
@@ -258,7 +258,7 @@ def ail_table(
             out[f"authors' pretrained: {AUTHORS_PLAIN}"] = row([AUTHORS_PLAIN])
         out[f"authors' ail: {AUTHORS_AIL}"] = row([AUTHORS_AIL])
         out["authors' gain ail−pretrained"] = gain([AUTHORS_AIL], [AUTHORS_PLAIN])
-    return pd.DataFrame.from_dict(out, orient="index").fillna("")
+    return sets_in_order(pd.DataFrame.from_dict(out, orient="index").fillna(""))
 
 
 def ladder_gains(summary: pd.DataFrame, rungs: list, start: str) -> pd.DataFrame:

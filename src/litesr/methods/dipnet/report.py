@@ -17,9 +17,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from litesr.data.sets import column_key  # noqa: E402
 from litesr.models.releases import releases  # noqa: E402
 from litesr.report.figures import save  # noqa: E402
+from litesr.report.tables import sets_in_order  # noqa: E402
 
 STAGES = {
     "alone": "student alone (L1 on HR)",
@@ -119,7 +119,8 @@ def ablation_table(
     cost_cols = [c for c in COST if c in rows and rows[c].notna().any()]
     psnr = rows.groupby(["stage", "column"]).psnr_y
     mean, spread = psnr.mean().unstack(), (psnr.max() - psnr.min()).unstack()
-    mean = mean[sorted(mean.columns, key=column_key)]  # Set5 before Set14
+    # Set5 before Set14 in the cells and in the "a / b" texts below, which pair mean and spread
+    mean, spread = sets_in_order(mean), sets_in_order(spread)
     std, ssim = psnr.std().unstack(), rows.groupby(["stage", "column"]).ssim_y.mean().unstack()
     models = rows.drop_duplicates("model")  # each model's cost row (its first scale)
     seeds = rows.groupby("stage").model.nunique()
@@ -148,12 +149,9 @@ def ablation_table(
                 cells[c] = f"{mean.at[stage, c]:.2f} / {ssim.at[stage, c]:.4f}"
         name = f"{label} ({seeds[stage]} seeds)" if several else label
         out[name] = {**cells, **costs(stage)}
-        if previous is not None:
-            delta = mean.loc[stage] - mean.loc[previous]
         if several and previous is not None and seeds[previous] == seeds[stage]:
             diffs = _by_chain(rows, stage) - _by_chain(rows, previous)
-            delta, against = diffs.mean()[mean.columns], (diffs.max() - diffs.min())[mean.columns]
-            whose = " per chain"
+            against, whose = (diffs.max() - diffs.min())[mean.columns], " per chain"
         elif several and previous is not None:
             against, whose = spread.loc[[stage, previous]].max(), ", the larger of the two stages"
         elif previous is not None and seeds.get("alone", 0) > 1:
@@ -161,6 +159,7 @@ def ablation_table(
         else:
             against = None
         if against is not None:
+            delta = mean.loc[stage] - mean.loc[previous]  # the mean of the per-chain ones too
             beyond = (delta.abs() > against).tolist()
             verdict = "yes" if all(beyond) else ("no" if not any(beyond) else "mixed")
             out[name]["Δ PSNR vs previous"] = " / ".join(f"{round(d, 2) + 0.0:+.2f}" for d in delta)
