@@ -66,17 +66,17 @@ def _values(models: list[str], claim: dict, summary: pd.DataFrame, cost: pd.Data
 def effect(groups: list[list[str]], claim: dict, summary, cost) -> tuple[float, float]:
     """(our number, seed spread): the value of a, or a − b (relative % for cost metrics). For a
     ``paired`` accuracy claim with as many models on each side (> 1): the mean and the max −
-    min of the per-chain differences. Otherwise the
-    spread is the largest max − min of the groups' seeds or, where each group has one model,
-    that of the claim's ``spread`` models (the seeds of another role), else unknown (NaN) for
-    an accuracy metric and 0 for a cost one (no seed changes a parameter count)."""
+    min of the per-chain differences. Otherwise the spread is the largest max − min of the
+    groups' seeds or, where each group has one model, that of the claim's ``spread`` models
+    (the seeds of another role), else unknown (NaN) for an accuracy metric and 0 for a cost
+    one (no seed changes a parameter count)."""
     if not groups:
         return math.nan, math.nan
     values = [_values(models, claim, summary, cost) for models in groups]
-    if claim.get("paired") and len(values) == 2 and len(values[0]) == len(values[1]) > 1:
+    paired = claim.get("paired") and claim["metric"] in ACCURACY and len(values) == 2
+    if paired and len(values[0]) == len(values[1]) > 1:
         diffs = values[0] - values[1]  # chain k against chain k
-        if claim["metric"] in ACCURACY:
-            return float(np.mean(diffs)), float(np.ptp(diffs))
+        return float(np.mean(diffs)), float(np.ptp(diffs))
     spread = max(float(np.ptp(v)) if len(v) > 1 else 0.0 for v in values)
     if all(len(v) == 1 for v in values):
         if len(claim.get("spread") or []) > 1:
