@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import copy
 import inspect
+import re
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 from conftest import REPO
+from snakemake.utils import update_config
 from test_workflow import snakemake, workflow_copy
 
 from litesr.config_check import PATH_PATTERN, check_schema, strict_load
@@ -163,6 +165,19 @@ def test_every_shipped_config_passes_the_strict_schema() -> None:
     for path in sorted((REPO / "config").glob("*.yaml")):
         if path.name != "schema.yaml":
             check_schema(strict_load(path), SCHEMA)
+
+
+def test_every_overlay_merges_onto_the_base_its_header_names() -> None:
+    """An overlay (config/overlays/) is given after its base: ``--configfile BASE OVERLAY``."""
+    overlays = sorted((REPO / "config" / "overlays").glob("*.yaml"))
+    assert overlays
+    for path in overlays:
+        command = re.search(r"--configfile (config/\S+\.yaml) (config/\S+\.yaml)", path.read_text())
+        assert command, f"{path.name}: its header gives no --configfile BASE OVERLAY command"
+        assert REPO / command[2] == path, f"{path.name}: its header names another overlay"
+        config = strict_load(REPO / command[1])
+        update_config(config, strict_load(path))
+        check_schema(config, SCHEMA)
 
 
 def test_train_spec_refuses_fractional_counts() -> None:
