@@ -20,7 +20,8 @@ test-slow: $(STAMP)  ## the slow tests: the default DAG end to end, rules as SLU
 	pytest -m slow
 
 lint: $(STAMP)
-	ruff check src tests benchmarks notebooks
+	ruff check .
+	ruff format --check .
 	snakemake --lint
 
 $(STAMP): envs/requirements.lock pyproject.toml

@@ -64,6 +64,14 @@ def test_lint_is_clean():
     assert "Congratulations" in result.stdout, result.stdout
 
 
+@pytest.mark.parametrize("check", [["check"], ["format", "--check"]], ids=["check", "format"])
+def test_ruff_is_clean(check: list[str]):
+    """`make lint`'s style checks, so that CI runs them too."""
+    ruff = [sys.executable, "-m", "ruff", *check, "."]
+    result = subprocess.run(ruff, cwd=REPO, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 # Paper-scale configs and variants of a CPU config dry-run with the slow tests (CI runs
 # them too), keeping the default run short; every other config dry-runs by default.
 SLOW_DRY_RUNS = re.compile(r"_gpu|paper|_w8|drc_dual")
