@@ -615,3 +615,46 @@ def test_ladder_table_and_figure_show_both_gains_per_rung(tmp_path):
     path = tmp_path / "summary.tsv"
     summary.to_csv(path, sep="\t", index=False)
     assert ladder_figure(str(path), rungs, "start", str(tmp_path / "ladder.png")).stat().st_size
+
+
+@pytest.mark.parametrize("variant", ["plain", "ail", "noteacher"])
+def test_a_round_killed_mid_way_resumes_to_the_same_weights(setup, tmp_path, monkeypatch, variant):
+    """A kill inside a round (after its checkpoint) resumes bit for bit, on the fixed patch
+    set with the cached teacher outputs, for every variant."""
+    data, teacher, student, _ = setup
+    recipe = {**ROUND, "steps": 6, "checkpoint_every": 2}
+
+    def rounds(out):
+        return train_rounds(
+            variant=variant,
+            init=student,
+            teacher=teacher,
+            data=data,
+            scale=2,
+            rounds=2,
+            recipe=recipe,
+            importance={},
+            patches=PATCHES,
+            out=out,
+            log=out.with_name("log.tsv"),
+            stages=out.parent / "stages",
+            progress=False,
+        )
+
+    reference = load_model(rounds(tmp_path / "ref" / "model.safetensors"))[0].state_dict()
+    original, calls = AILTask.loss, {"n": 0}
+
+    def killed_at_round_1_step_5(self, *args):
+        calls["n"] += 1
+        if calls["n"] == 6 + 5:
+            raise KeyboardInterrupt("killed")
+        return original(self, *args)
+
+    out = tmp_path / "killed" / "model.safetensors"
+    with monkeypatch.context() as patch:
+        patch.setattr(AILTask, "loss", killed_at_round_1_step_5)
+        with pytest.raises(KeyboardInterrupt):
+            rounds(out)
+    assert list(out.parent.glob("stages/*.ckpt")), "the kill left a mid-round checkpoint"
+    resumed = load_model(rounds(out))[0].state_dict()
+    assert all(torch.equal(reference[k], resumed[k]) for k in reference)
