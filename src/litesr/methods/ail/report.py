@@ -311,7 +311,7 @@ def ladder_table(
             if len(plain):
                 spread = f" ({plain.max() - plain.min():.2f})" if len(plain) > 1 else ""
                 row[f"{column}: AIL − plain (spread)"] = f"{plain.mean():+.2f}{spread}"
-        out[f"{steps} steps/round, {seeds} seed{'s' if seeds > 1 else ''}"] = row
+        out[f"{steps:,} steps/round, {seeds} seed{'s' if seeds > 1 else ''}"] = row
     theirs = authors_gain(summary)
     if len(theirs):
         out["authors' AIL − start (50 epochs/round)"] = {
