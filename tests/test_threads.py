@@ -3,6 +3,7 @@ OpenMP threads sleep instead of spinning (benchmarks/bench_threads.py measures w
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -62,3 +63,31 @@ def test_quiet_silences_prepare_and_evaluate(tmp_path, monkeypatch, capsys):
     assert main([*argv, "--set", "s", "--scale", "2", "--out", str(tmp_path / "e.tsv")]) == 0
     err = capsys.readouterr().err
     assert "it/s" not in err and "%|" not in err
+
+
+def test_quiet_silences_training_and_method_steps(tmp_path, monkeypatch, capsys):
+    """A rule's log (``litesr --quiet --log-file``) gets log lines, not progress bars."""
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    folder = tmp_path / "hr"
+    write_png(folder / "0.png", np.random.default_rng(0).integers(0, 256, (48, 40, 3), np.uint8))
+    data = tmp_path / "set"
+    where = f'"{folder}"'
+    argv = ["-q", "prepare", "--source", "folder", "--where", where, "--scale", "2"]
+    assert main([*argv, "--out", str(data)]) == 0
+    recipe = {"steps": 2, "batch_size": 1, "lr_patch": 16, "lr": 1e-3}
+    common = {"recipe": recipe, "data": str(data), "scale": 2}
+    spec = {"arch": "edsr", "args": {"n_resblocks": 1, "n_feats": 4}, **common}
+    teacher = tmp_path / "t.safetensors"
+    files = {"out": str(teacher), "log": str(tmp_path / "t.tsv")}
+    assert main(["-q", "train", "--spec", json.dumps({**spec, **files})]) == 0
+    assert "%|" not in capsys.readouterr().err
+    student = {"feature_channels": 4, "mid_channels": 4, "esa_channels": 4, "n_blocks": 1}
+    for quiet in (["-q"], []):
+        log = tmp_path / f"step{len(quiet)}.log"
+        out = tmp_path / f"s{len(quiet)}" / "model.safetensors"
+        step = {"teacher": str(teacher), "student": student, "anchors": False, **common}
+        step |= {"variant": "ehr", "out": str(out), "log": str(out.with_name("log.tsv"))}
+        argv = [*quiet, "--log-file", str(log), "run", "dipnet", "distil", "--spec"]
+        assert main([*argv, json.dumps({**step, "stages": str(out.parent / "stages")})]) == 0
+        assert ("%|" in log.read_text()) == (not quiet), log.read_text()
+        assert re.search(r"step 2/2: loss \S+, \S+ s per step, 0 min left", log.read_text())

@@ -60,12 +60,17 @@ def cmd_prepare(a: argparse.Namespace) -> None:
     prepare_set(images, a.scale, a.out, progress=not a.quiet)
 
 
-def call_with_spec(fn, spec: dict, what: str):
-    """Call a keyword-only entry point with a JSON spec; a wrong or missing key is named."""
+def call_with_spec(fn, spec: dict, what: str, quiet: bool = False):
+    """Call a keyword-only entry point with a JSON spec; a wrong or missing key is named.
+    ``quiet`` passes ``progress=False`` to an entry point that takes it: tqdm's TQDM_DISABLE
+    (set by ``--quiet``) does not override a bar's explicit ``disable=``."""
     if not isinstance(spec, dict):
         raise ValueError(f"{what}: --spec must be a JSON object, got {type(spec).__name__}")
+    signature = inspect.signature(fn)
+    if quiet and "progress" in signature.parameters:
+        spec = {"progress": False, **spec}
     try:
-        inspect.signature(fn).bind(**spec)
+        signature.bind(**spec)
     except TypeError as err:
         raise ValueError(f"{what}: bad --spec: {err}") from None
     return fn(**spec)
@@ -75,7 +80,7 @@ def cmd_train(a: argparse.Namespace) -> None:
     from litesr.launch import job_spec
     from litesr.train.run import train_model
 
-    call_with_spec(train_model, job_spec(a.spec, a.argv), "train")
+    call_with_spec(train_model, job_spec(a.spec, a.argv), "train", a.quiet)
 
 
 def cmd_run(a: argparse.Namespace) -> None:
@@ -83,7 +88,7 @@ def cmd_run(a: argparse.Namespace) -> None:
     from litesr.methods.registry import entry
 
     step = entry("steps", f"{a.method}.{a.step}")
-    call_with_spec(step, job_spec(a.spec, a.argv), f"run {a.method} {a.step}")
+    call_with_spec(step, job_spec(a.spec, a.argv), f"run {a.method} {a.step}", a.quiet)
 
 
 def workflow_form(a: argparse.Namespace) -> None:
