@@ -356,26 +356,30 @@ def test_ail_task_with_cached_teacher_matches_the_live_teacher(setup):
         cached.loss(lr, hr)
 
 
-def test_rounds_on_a_fixed_patch_set(setup, tmp_path):
+def fixed_rounds(setup, variant, out, recipe=ROUND):
+    """Two rounds of ``variant`` on the fixed patch set PATCHES."""
     data, teacher, student, _ = setup
+    return train_rounds(
+        variant=variant,
+        init=student,
+        teacher=teacher,
+        data=data,
+        scale=2,
+        rounds=2,
+        recipe=recipe,
+        importance={},
+        patches=PATCHES,
+        out=out,
+        log=out.with_name("log.tsv"),
+        stages=out.parent / "stages",
+        progress=False,
+    )
+
+
+def test_rounds_on_a_fixed_patch_set(setup, tmp_path):
     outs = {}
     for variant in ("plain", "ail"):
-        out = tmp_path / variant / "model.safetensors"
-        outs[variant] = train_rounds(
-            variant=variant,
-            init=student,
-            teacher=teacher,
-            data=data,
-            scale=2,
-            rounds=2,
-            recipe=ROUND,
-            importance={},
-            patches=PATCHES,
-            out=out,
-            log=out.with_name("log.tsv"),
-            stages=out.parent / "stages",
-            progress=False,
-        )
+        outs[variant] = fixed_rounds(setup, variant, tmp_path / variant / "model.safetensors")
     assert (tmp_path / "ail" / "stages" / ail_patches.TEACHER_CACHE).is_file()
     assert not (tmp_path / "plain" / "stages" / ail_patches.TEACHER_CACHE).exists()
     assert load_model(outs["ail"])[1]["patches"] == PATCHES
@@ -621,25 +625,10 @@ def test_ladder_table_and_figure_show_both_gains_per_rung(tmp_path):
 def test_a_round_killed_mid_way_resumes_to_the_same_weights(setup, tmp_path, monkeypatch, variant):
     """A kill inside a round (after its checkpoint) resumes bit for bit, on the fixed patch
     set with the cached teacher outputs, for every variant."""
-    data, teacher, student, _ = setup
     recipe = {**ROUND, "steps": 6, "checkpoint_every": 2}
 
     def rounds(out):
-        return train_rounds(
-            variant=variant,
-            init=student,
-            teacher=teacher,
-            data=data,
-            scale=2,
-            rounds=2,
-            recipe=recipe,
-            importance={},
-            patches=PATCHES,
-            out=out,
-            log=out.with_name("log.tsv"),
-            stages=out.parent / "stages",
-            progress=False,
-        )
+        return fixed_rounds(setup, variant, out, recipe)
 
     reference = load_model(rounds(tmp_path / "ref" / "model.safetensors"))[0].state_dict()
     original, calls = AILTask.loss, {"n": 0}

@@ -199,10 +199,9 @@ def fit(
         if step > start:  # a line per checkpoint: the progress a quiet job's log shows
             per_step = (time.perf_counter() - t0) / (step - start)
             left = per_step * (spec.steps - step) / 60
-            log.info(
-                "step %d/%d: loss %.4g, %.2f s per step, %.0f min left",
-                *(step, spec.steps, rows[-1]["loss"], per_step, left),
-            )
+            last = rows[-1]["loss"]
+            line = "step %d/%d: loss %.4g, %.2f s per step, %.0f min left"
+            log.info(line, step, spec.steps, last, per_step, left)
 
     t0 = time.perf_counter()
     bar = tqdm(
